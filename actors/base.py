@@ -1,0 +1,190 @@
+"""FleetActor: the base every tgfleet actor derives from.
+
+It gives each actor the same shape (as Pykka's lifecycle hooks do):
+- `on_start(args)`  runs in the actor's context when its supervisor sends `Start`; raise to fail.
+- `on_stop()`       runs once, on `Stop`, on `ActorExitRequest` or after a crash; closes threads.
+- `on_bridge(item)` runs for every item a background thread posted to `self.bridge`.
+- `on_timer(name)`  runs when a timer set with `self.every()` / `self.after()` fires.
+- `on_<MessageClass>(msg, sender)` handles any other message by its type name.
+An exception in any of them is "let it crash": logged, reported to the parent as `Crashed`, and
+the actor exits so its supervisor restarts it. `receiveMessage` itself never blocks.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+import traceback
+
+from thespian.actors import (Actor, ActorExitRequest, ChildActorExited, PoisonMessage,
+                             WakeupMessage, WatchMessage)
+
+from messages.lifecycle import BridgeWake, Crashed, Probe, ProbeReply, Start, Started, Stop
+from system.bridge import Bridge
+from system.procguard import guard_actor_process
+
+
+class FleetActor(Actor):
+    kind = "worker"
+    # Set True when the actor answers `Started` itself later (after async setup).
+    start_async = False
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.child_id = ""
+        self.path = ""
+        self.args: dict = {}
+        self.env: dict = {}
+        self.parent = None
+        self.bridge: Bridge | None = None
+        self.started_at = 0.0
+        self._stopped = False
+        self._timers: dict[str, float] = {}   # name -> period (0 = one-shot)
+        self._timer_gen: dict[str, int] = {}
+        self.log = logging.getLogger(f"tgfleet.{type(self).__name__}")
+
+    # ---- thespian entry point ---------------------------------------------------------
+    def receiveMessage(self, msg, sender):
+        try:
+            self._dispatch(msg, sender)
+        except Exception as exc:  # let it crash: report, clean up, exit
+            self._crash(exc)
+        bridge = self.bridge
+        return bridge.watch() if bridge is not None and not bridge.closed else None
+
+    def _dispatch(self, msg, sender):
+        if isinstance(msg, (WatchMessage, BridgeWake)):
+            if self.bridge is not None:
+                for item in self.bridge.drain():
+                    self.on_bridge(item)
+        elif isinstance(msg, Start):
+            self._handle_start(msg, sender)
+        elif isinstance(msg, Stop):
+            self.on_stop_request(msg, sender)
+        elif isinstance(msg, ActorExitRequest):
+            self._run_stop()
+        elif isinstance(msg, Probe):
+            self.on_probe(msg, sender)
+        elif isinstance(msg, WakeupMessage):
+            self._handle_wakeup(msg)
+        elif isinstance(msg, ChildActorExited):
+            self.on_child_exited(msg, sender)
+        elif isinstance(msg, PoisonMessage):
+            self.log.warning("%s: a message we sent could not be handled: %r",
+                             self.path or type(self).__name__, msg.poisonMessage)
+        else:
+            handler = getattr(self, "on_" + type(msg).__name__, None)
+            if handler is None:
+                self.on_unknown(msg, sender)
+            else:
+                handler(msg, sender)
+
+    # ---- lifecycle ----------------------------------------------------------------------
+    def _handle_start(self, msg: Start, sender):
+        if self.child_id:
+            self.log.warning("%s: duplicate Start ignored", self.path)
+            return
+        guard_actor_process(msg.env.get("parent_pid"))
+        self.child_id, self.args, self.env, self.path = msg.child_id, msg.args, msg.env, msg.path
+        self.parent = sender
+        self.started_at = time.time()
+        self.log = logging.getLogger(f"tgfleet.{self.kind}.{msg.child_id}")
+        self.on_start(msg.args)
+        if not self.start_async:
+            self.report_started()
+
+    def report_started(self):
+        self.send(self.parent, Started(self.child_id, os.getpid(), self.kind))
+
+    def _run_stop(self):
+        if self._stopped:
+            return
+        self._stopped = True
+        try:
+            self.on_stop()
+        finally:
+            if self.bridge is not None:
+                self.bridge.close()
+
+    def _crash(self, exc: BaseException):
+        detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        self.log.error("%s crashed: %s\n%s", self.path or type(self).__name__, detail,
+                       traceback.format_exc())
+        if self.parent is not None:
+            self.send(self.parent, Crashed(self.child_id, detail[:500]))
+        try:
+            self._run_stop()
+        except Exception:
+            self.log.exception("%s: on_stop failed after a crash", self.path)
+        self.send(self.myAddress, ActorExitRequest())
+
+    # ---- bridge and timers --------------------------------------------------------------
+    def open_bridge(self) -> Bridge:
+        if self.bridge is None:
+            self.bridge = Bridge(self.myAddress)
+        return self.bridge
+
+    def every(self, name: str, period: float):
+        """Periodic timer; re-arming replaces the previous one of the same name."""
+        self._arm(name, period, period)
+
+    def after(self, name: str, delay: float):
+        self._arm(name, delay, 0.0)
+
+    def cancel_timer(self, name: str):
+        self._timers.pop(name, None)
+        self._timer_gen[name] = self._timer_gen.get(name, 0) + 1
+
+    def _arm(self, name, delay, period):
+        gen = self._timer_gen.get(name, 0) + 1
+        self._timer_gen[name] = gen
+        self._timers[name] = period
+        self.wakeupAfter(max(0.0, delay), payload=("timer", name, gen))
+
+    def _handle_wakeup(self, msg: WakeupMessage):
+        payload = msg.payload
+        if not (isinstance(payload, tuple) and len(payload) == 3 and payload[0] == "timer"):
+            self.on_wakeup(msg)
+            return
+        _, name, gen = payload
+        if self._timer_gen.get(name) != gen or name not in self._timers or self._stopped:
+            return  # cancelled or replaced
+        period = self._timers[name]
+        if period > 0:
+            self.wakeupAfter(period, payload=("timer", name, gen))
+        else:
+            self._timers.pop(name, None)
+        self.on_timer(name)
+
+    # ---- hooks for subclasses -----------------------------------------------------------
+    def on_start(self, args: dict):
+        """Runs once in the actor's context when its supervisor starts it."""
+
+    def on_stop(self):
+        """Runs once when the actor stops for any reason; release threads and sockets here."""
+
+    def on_bridge(self, item):
+        """An item posted to `self.bridge` from a background thread."""
+
+    def on_timer(self, name: str):
+        """A timer set with `every()` or `after()` fired."""
+
+    def on_wakeup(self, msg: WakeupMessage):
+        """A raw wakeupAfter() not set through `every()`/`after()`."""
+
+    def on_child_exited(self, msg: ChildActorExited, sender):
+        """A child actor exited (supervisors override this)."""
+
+    def on_stop_request(self, msg: Stop, sender):
+        """A clean stop was asked; supervisors override it to stop their children first."""
+        self._run_stop()
+        self.send(self.myAddress, ActorExitRequest())
+
+    def on_probe(self, msg: Probe, sender):
+        """Health probe; the default answers at once. Actors with a worker thread override this
+        to answer only when that thread answers, so a hung thread shows as a missed probe."""
+        self.send(sender, ProbeReply(self.child_id, msg.seq, True))
+
+    def on_unknown(self, msg, sender):
+        self.log.warning("%s: unexpected message %s from %s", self.path or type(self).__name__,
+                         type(msg).__name__, sender)

@@ -1,0 +1,462 @@
+"""OTP-style supervision for thespian actors.
+
+thespian restarts nothing by itself: a parent only receives `ChildActorExited`. `Supervisor`
+turns that into Erlang/OTP's rules:
+- children are specs (`ChildSpec`: id, class, args, restart type, shutdown timeout), started in
+  order (each one `Started` before the next) and stopped in reverse order;
+- strategies: one_for_one (restart the failed child), one_for_all (restart every child),
+  rest_for_one (restart the failed child and the ones started after it);
+- restart intensity: more than `intensity` restarts within `period` seconds means the subtree
+  cannot heal itself: the supervisor stops its children and fails upward (escalation);
+- exponential backoff with jitter before each restart, reset after a stable period;
+- health: a periodic `Probe`; a child that misses `probe_misses` probes in a row is hung (alive
+  but useless) and is killed, then restarted;
+- a killed child's old process must be gone before its replacement starts (it owned a session);
+- thespian delivers `ChildActorExited` twice for a constructor that raised: an exit is handled
+  only for the address the child currently has.
+All waiting is done with timers and messages: `receiveMessage` never blocks.
+"""
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+
+from thespian.actors import ActorExitRequest
+
+from actors.base import FleetActor
+from messages.lifecycle import (PERMANENT, TEMPORARY, TRANSIENT, AddChild, ChildCommand,
+                                ChildCommandResult, ChildSpec, Crashed, Finished,
+                                LifecycleEvent, Probe, ProbeReply, Start, Started, StatusRow,
+                                Stop, TreeStatus, TreeStatusRequest)
+from system.backoff import Backoff
+
+ONE_FOR_ONE, ONE_FOR_ALL, REST_FOR_ONE = "one_for_one", "one_for_all", "rest_for_one"
+STRATEGIES = (ONE_FOR_ONE, ONE_FOR_ALL, REST_FOR_ONE)
+
+
+@dataclass
+class Child:
+    spec: ChildSpec
+    addr: object = None
+    state: str = "stopped"   # stopped|starting|running|stopping|exited|failed
+    pid: int = 0
+    last_pid: int = 0
+    restarts: int = 0
+    started_at: float = 0.0
+    last_error: str = ""
+    manual_stop: bool = False
+    finished: bool = False
+    probes_out: int = 0
+    gen: int = 0
+    backoff: Backoff = field(default_factory=Backoff)
+
+
+def _pid_alive(pid: int) -> bool:
+    """True while `pid` exists and is not a zombie waiting to be reaped."""
+    if not pid or pid == os.getpid():
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            state = fh.read().rsplit(b")", 1)[1].split()[0]
+        return state not in (b"Z", b"X")
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+
+
+def spec_from(obj) -> ChildSpec:
+    return obj if isinstance(obj, ChildSpec) else ChildSpec(**obj)
+
+
+class Supervisor(FleetActor):
+    """A generic supervisor; its children and rules come in `Start.args`:
+    strategy, intensity, period, children (list of ChildSpec), probe_interval, probe_misses,
+    start_timeout, backoff (dict of Backoff fields)."""
+
+    kind = "supervisor"
+    start_async = True
+
+    def on_start(self, args):
+        self.strategy = args.get("strategy", ONE_FOR_ONE)
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+        self.intensity = int(args.get("intensity", 3))
+        self.period = float(args.get("period", 5.0))
+        self.probe_interval = float(args.get("probe_interval", 1.0))
+        self.probe_misses = int(args.get("probe_misses", 3))
+        self.start_timeout = float(args.get("start_timeout", 15.0))
+        self.backoff_args = dict(args.get("backoff", {}))
+        self.children: dict[str, Child] = {}
+        self.order: list[str] = []
+        self.restart_times: collections.deque = collections.deque()
+        self.ops: collections.deque = collections.deque()
+        self.waiting = False           # the head op waits for a message or a timer
+        self.escalating = False
+        self.escalations = 0
+        self.probe_seq = 0
+        self.status_gathers: dict[str, dict] = {}
+        self.child_env = dict(self.env, parent_pid=os.getpid())
+        self.setup_children(args)
+        for cid in self.order:
+            self.ops.append(("start", cid))
+        self.ops.append(("started",))
+        self.advance()
+
+    def setup_children(self, args):
+        """Subclasses may add children computed at start (the root adds its services)."""
+        for obj in args.get("children", []):
+            self.add_spec(spec_from(obj))
+
+    def add_spec(self, spec: ChildSpec) -> Child:
+        if spec.id in self.children:
+            raise ValueError(f"duplicate child id {spec.id!r}")
+        child = Child(spec=spec, backoff=Backoff(**self.backoff_args))
+        self.children[spec.id] = child
+        self.order.append(spec.id)
+        return child
+
+    # ---- the operation queue ------------------------------------------------------------
+    def advance(self):
+        """Run queued operations in order until one has to wait for a message or a timer."""
+        while self.ops and not self.waiting:
+            op = self.ops[0]
+            name = op[0]
+            if name == "start":
+                child = self.children.get(op[1])
+                if child is None or child.state in ("running", "starting"):
+                    self.ops.popleft()
+                    continue
+                if _pid_alive(child.last_pid):
+                    # The old process still holds the session: wait until it is gone.
+                    self.waiting = True
+                    self.after("resume", 0.02)
+                    return
+                self.start_child(child)
+                self.waiting = True
+                return
+            if name == "stop":
+                child = self.children.get(op[1])
+                if child is None or child.state not in ("running", "starting"):
+                    self.ops.popleft()
+                    continue
+                self.stop_child(child)
+                self.waiting = True
+                return
+            if name == "delay":
+                self.ops.popleft()
+                if op[1] > 0:
+                    self.waiting = True
+                    self.after("resume", op[1])
+                    return
+                continue
+            self.ops.popleft()
+            if name == "started":
+                self.report_started()
+                self.every("probe", self.probe_interval)
+                self.emit("start", self.path)
+            elif name == "reply":
+                self.send(op[1], op[2])
+            elif name == "remove":
+                child = self.children.pop(op[1], None)
+                if child is not None:
+                    self.order.remove(op[1])
+            elif name == "escalated":
+                self.finish_escalation(op[1])
+            elif name == "exit":
+                self._run_stop()
+                self.send(self.myAddress, ActorExitRequest())
+
+    def op_done(self, kind: str, child_id: str):
+        """The head op for `child_id` completed (Started / exit seen)."""
+        if self.ops and self.ops[0][0] == kind and self.ops[0][1] == child_id:
+            self.ops.popleft()
+            self.waiting = False
+            self.cancel_timer("resume")
+            self.advance()
+
+    def on_timer(self, name):
+        if name == "resume":
+            self.waiting = False
+            self.advance()
+        elif name == "probe":
+            self.probe_children()
+        elif name.startswith("deadline:"):
+            _, cid, gen = name.split(":")
+            child = self.children.get(cid)
+            if child and str(child.gen) == gen and child.state in ("starting", "stopping"):
+                what = "start" if child.state == "starting" else "stop"
+                self.log.warning("%s: %s/%s did not %s in time: killing it", self.path,
+                                 self.path, cid, what)
+                child.last_error = f"{what} timeout"
+                self.kill_child(child)
+        elif name == "gather":
+            now = time.time()
+            for rid in [r for r, g in self.status_gathers.items() if g["deadline"] <= now]:
+                self.finish_gather(rid)
+
+    # ---- starting and stopping one child -------------------------------------------------
+    def start_child(self, child: Child):
+        child.gen += 1
+        child.state = "starting"
+        child.probes_out = 0
+        child.finished = False
+        child.manual_stop = False
+        child.addr = self.createActor(child.spec.actor_class)
+        env = dict(self.child_env)
+        self.send(child.addr, Start(child.spec.id, dict(child.spec.args), env,
+                                    f"{self.path}/{child.spec.id}"))
+        self.after(f"deadline:{child.spec.id}:{child.gen}", self.start_timeout)
+
+    def on_Started(self, msg: Started, sender):
+        child = self.children.get(msg.child_id)
+        if child is None or child.addr != sender or child.state != "starting":
+            return
+        child.state = "running"
+        child.pid = msg.pid
+        child.last_pid = msg.pid
+        child.started_at = time.time()
+        child.backoff.started(time.monotonic())
+        self.cancel_timer(f"deadline:{child.spec.id}:{child.gen}")
+        self.emit("started", f"{self.path}/{child.spec.id}")
+        self.op_done("start", child.spec.id)
+
+    def stop_child(self, child: Child):
+        child.gen += 1
+        child.state = "stopping"
+        self.send(child.addr, Stop("supervisor"))
+        self.after(f"deadline:{child.spec.id}:{child.gen}", child.spec.shutdown_timeout)
+
+    def kill_child(self, child: Child):
+        """Force a child out: SIGKILL its process (multiproc base) or exit it in-process."""
+        if child.pid and child.pid != os.getpid():
+            try:
+                os.kill(child.pid, signal.SIGKILL)
+                return  # ChildActorExited follows once the process is reaped
+            except ProcessLookupError:
+                pass
+        if child.addr is not None:
+            self.send(child.addr, ActorExitRequest())
+
+    def on_Crashed(self, msg: Crashed, sender):
+        child = self.children.get(msg.child_id)
+        if child is not None and child.addr == sender:
+            child.last_error = ("escalation: " if msg.escalation else "") + msg.error
+
+    def on_Finished(self, msg: Finished, sender):
+        child = self.children.get(msg.child_id)
+        if child is not None and child.addr == sender:
+            child.finished = True
+
+    def on_child_exited(self, msg, sender):
+        child = next((c for c in self.children.values()
+                      if c.addr is not None and c.addr == msg.childAddress), None)
+        if child is None:
+            return  # the second ChildActorExited of a failed constructor, or a removed child
+        child.addr = None
+        cid = child.spec.id
+        self.cancel_timer(f"deadline:{cid}:{child.gen}")
+        if child.state == "stopping":
+            child.state = "stopped"
+            self.emit("stop", f"{self.path}/{cid}", child.last_error or "requested")
+            self.op_done("stop", cid)
+            return
+        was_starting = child.state == "starting"
+        child.state = "exited"
+        if not child.last_error:
+            child.last_error = "exited during start" if was_starting else "process exited"
+        if was_starting:
+            self.op_done("start", cid)
+        self.child_failed(child)
+
+    # ---- failure handling ----------------------------------------------------------------
+    def child_failed(self, child: Child):
+        cid = child.spec.id
+        path = f"{self.path}/{cid}"
+        if self.escalating:
+            child.state = "stopped"
+            return
+        normal = child.finished
+        self.emit("exit" if normal else "crash", path, child.last_error)
+        if child.spec.restart == TEMPORARY or (child.spec.restart == TRANSIENT and normal):
+            child.state = "stopped" if normal else "failed"
+            return
+        now = time.monotonic()
+        self.restart_times.append(now)
+        while self.restart_times and now - self.restart_times[0] > self.period:
+            self.restart_times.popleft()
+        if len(self.restart_times) > self.intensity:
+            self.escalate(f"{cid} failed {len(self.restart_times)} times within "
+                          f"{self.period:g}s (intensity {self.intensity}): {child.last_error}")
+            return
+        delay = child.backoff.next_delay(now)
+        child.restarts += 1
+        self.emit("restart", path, f"after {delay:.3f}s: {child.last_error}")
+        idx = self.order.index(cid)
+        if self.strategy == ONE_FOR_ONE:
+            group = [cid]
+        elif self.strategy == ONE_FOR_ALL:
+            group = list(self.order)
+        else:
+            group = self.order[idx:]
+        for other in reversed(group):
+            if other != cid:
+                self.ops.append(("stop", other))
+        self.ops.append(("delay", delay))
+        for other in group:
+            if other != cid:
+                self.children[other].restarts += 1   # restarted along with the failed one
+            self.ops.append(("start", other))
+        self.advance()
+
+    def escalate(self, reason: str):
+        """Intensity exceeded: stop every child in reverse order, then fail upward."""
+        self.escalating = True
+        self.escalations += 1
+        self.emit("escalation", self.path, reason)
+        self.log.error("%s: escalating: %s", self.path, reason)
+        self.cancel_timer("probe")
+        self.ops.clear()
+        self.waiting = False
+        for cid in reversed(self.order):
+            self.ops.append(("stop", cid))
+        self.ops.append(("escalated", reason))
+        self.advance()
+
+    def finish_escalation(self, reason: str):
+        if self.parent is not None:
+            self.send(self.parent, Crashed(self.child_id, reason[:500], escalation=True))
+        self._run_stop()
+        self.send(self.myAddress, ActorExitRequest())
+
+    # ---- health probes -------------------------------------------------------------------
+    def probe_children(self):
+        self.probe_seq += 1
+        for child in self.children.values():
+            if child.state != "running":
+                continue
+            if child.probes_out >= self.probe_misses:
+                child.last_error = f"hung: missed {child.probes_out} probes"
+                self.log.warning("%s/%s is hung (%d probes unanswered): killing it",
+                                 self.path, child.spec.id, child.probes_out)
+                child.probes_out = 0
+                self.kill_child(child)
+                continue
+            child.probes_out += 1
+            self.send(child.addr, Probe(self.probe_seq))
+
+    def on_ProbeReply(self, msg: ProbeReply, sender):
+        child = self.children.get(msg.child_id)
+        if child is not None and child.addr == sender:
+            child.probes_out = 0 if msg.healthy else child.probes_out
+
+    # ---- clean stop of the whole subtree -------------------------------------------------
+    def on_stop_request(self, msg: Stop, sender):
+        self.cancel_timer("probe")
+        self.escalating = True   # no restarts while stopping
+        self.ops.clear()
+        self.waiting = False
+        for cid in reversed(self.order):
+            self.ops.append(("stop", cid))
+        self.ops.append(("exit",))
+        self.advance()
+
+    # ---- management commands -------------------------------------------------------------
+    def on_AddChild(self, msg: AddChild, sender):
+        try:
+            self.add_spec(msg.spec)
+        except ValueError as exc:
+            self.send(sender, ChildCommandResult(msg.request_id, False, str(exc)))
+            return
+        if msg.start:
+            self.ops.append(("start", msg.spec.id))
+        self.ops.append(("reply", sender, ChildCommandResult(msg.request_id, True)))
+        self.advance()
+
+    def on_ChildCommand(self, msg: ChildCommand, sender):
+        child = self.children.get(msg.child_id)
+        if child is None:
+            self.send(sender, ChildCommandResult(msg.request_id, False,
+                                                 f"no such child: {msg.child_id!r}"))
+            return
+        if msg.op == "start":
+            self.ops.append(("start", msg.child_id))
+        elif msg.op == "stop":
+            self.ops.append(("stop", msg.child_id))
+        elif msg.op == "restart":
+            child.restarts += 1
+            self.emit("restart", f"{self.path}/{msg.child_id}", "requested")
+            self.ops.append(("stop", msg.child_id))
+            self.ops.append(("start", msg.child_id))
+        elif msg.op == "remove":
+            self.ops.append(("stop", msg.child_id))
+            self.ops.append(("remove", msg.child_id))
+        else:
+            self.send(sender, ChildCommandResult(msg.request_id, False,
+                                                 f"unknown child op {msg.op!r}"))
+            return
+        self.ops.append(("reply", sender, ChildCommandResult(msg.request_id, True)))
+        self.advance()
+
+    # ---- status --------------------------------------------------------------------------
+    def own_rows(self) -> list[StatusRow]:
+        now = time.time()
+        rows = []
+        for cid in self.order:
+            c = self.children[cid]
+            rows.append(StatusRow(f"{self.path}/{cid}", c.spec.kind, c.state, c.restarts,
+                                  round(now - c.started_at, 1) if c.state == "running" else 0.0,
+                                  c.last_error, c.pid if c.state == "running" else 0))
+        return rows
+
+    def on_TreeStatusRequest(self, msg: TreeStatusRequest, sender):
+        subs = [c for c in self.children.values()
+                if c.spec.kind == "supervisor" and c.state == "running"]
+        rid = f"{msg.request_id}/{self.path}/{time.monotonic_ns()}"
+        self.status_gathers[rid] = {"reply_to": sender, "request_id": msg.request_id,
+                                    "rows": self.own_rows(), "waiting": {c.spec.id for c in subs},
+                                    "deadline": time.time() + 1.0}
+        if not subs:
+            self.finish_gather(rid)
+            return
+        for c in subs:
+            self.send(c.addr, TreeStatusRequest(f"{rid}|{c.spec.id}"))
+        self.after("gather", 1.0)
+
+    def on_TreeStatus(self, msg: TreeStatus, sender):
+        rid, _, cid = msg.request_id.rpartition("|")
+        gather = self.status_gathers.get(rid)
+        if gather is None:
+            return
+        gather["rows"].extend(msg.rows)
+        gather["waiting"].discard(cid)
+        if not gather["waiting"]:
+            self.finish_gather(rid)
+
+    def finish_gather(self, rid: str):
+        gather = self.status_gathers.pop(rid, None)
+        if gather is not None:
+            self.send(gather["reply_to"], TreeStatus(gather["request_id"], tuple(gather["rows"])))
+
+    # ---- events: audit log and metrics ---------------------------------------------------
+    def emit(self, event: str, path: str, reason: str = ""):
+        ev = LifecycleEvent(time.time(), path, event, reason[:500])
+        for key in ("store", "metrics"):
+            addr = self.env.get(key)
+            if addr is not None:
+                self.send(addr, ev)
+        self.on_lifecycle_event(ev)
+
+    def on_lifecycle_event(self, ev: LifecycleEvent):
+        """Hook for the root supervisor (metrics of its own)."""
+
+
+class BotGroup(Supervisor):
+    """The per-bot supervisor: its backend first, then the bot (rest_for_one): when the backend
+    restarts the bot restarts after it, because the bot's view of the session went with it."""
+
+    def on_start(self, args):
+        args = dict(args)
+        args.setdefault("strategy", REST_FOR_ONE)
+        super().on_start(args)

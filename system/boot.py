@@ -1,0 +1,116 @@
+"""Start a thespian actor system on the configured base, with the same actor code on each.
+
+- "inprocess": simpleSystemBase in this process, driven by `InProcessRunner`.
+- "processes": multiprocTCPBase, one OS process per actor, admin on `admin_port` bound to
+  loopback (see `system.loopback`).
+`FleetSystem` hides the one difference callers see: on the in-process base an `ask` must pump the
+runner while it waits, because replies can come from background threads.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import tempfile
+import time
+
+from thespian.actors import ActorSystem
+
+from system.loopback import bind_loopback
+from system.procguard import MAIN_PID_ENV
+from system.runner import InProcessRunner
+
+BASES = ("inprocess", "processes")
+
+
+def port_open(host: str, port: int, timeout: float = 0.3) -> bool:
+    """Is something listening? (thespian would silently START a system if nothing were.)"""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def thespian_log_defs(level: int = logging.WARNING, log_file: str | None = None) -> dict:
+    """Logging for the actor processes: everything goes through thespian's logger process to
+    stderr (or a file), at the given level."""
+    handler = {"class": "logging.StreamHandler", "level": level}
+    if log_file:
+        handler = {"class": "logging.FileHandler", "filename": log_file, "level": level}
+    return {
+        "version": 1,
+        "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+        "handlers": {"main": dict(handler, formatter="plain")},
+        "root": {"handlers": ["main"], "level": level},
+        "disable_existing_loggers": False,
+    }
+
+
+class FleetSystem:
+    def __init__(self, base: str = "inprocess", admin_port: int | None = None,
+                 bind_host: str = "127.0.0.1", log_level: int = logging.WARNING,
+                 log_file: str | None = None, capabilities: dict | None = None):
+        if base not in BASES:
+            raise ValueError(f"system.base must be one of {BASES}, got {base!r}")
+        self.base = base
+        self.bind_host = bind_host
+        os.environ[MAIN_PID_ENV] = str(os.getpid())
+        os.environ.setdefault("THESPLOG_FILE", os.path.join(tempfile.gettempdir(),
+                                                            f"tgfleet-thespian-{os.getpid()}.log"))
+        os.environ.setdefault("THESPLOG_THRESHOLD", "WARNING")
+        bind_loopback(bind_host)
+        if base == "inprocess":
+            self.admin_port = None
+            self.asys = ActorSystem("simpleSystemBase", capabilities or {},
+                                    logDefs=thespian_log_defs(log_level, log_file),
+                                    transientUnique=True)
+            self.runner = InProcessRunner(self.asys)
+        else:
+            self.admin_port = admin_port or free_port(bind_host)
+            if port_open(bind_host, self.admin_port):
+                raise RuntimeError(f"admin port {bind_host}:{self.admin_port} is already in use "
+                                   "(another tgfleet system is running?)")
+            caps = {"Admin Port": self.admin_port}
+            caps.update(capabilities or {})
+            self.asys = ActorSystem("multiprocTCPBase", caps,
+                                    logDefs=thespian_log_defs(log_level, log_file),
+                                    transientUnique=True)
+            self.runner = None
+
+    def create(self, actor_class: str, global_name: str | None = None):
+        return self.asys.createActor(actor_class, globalName=global_name)
+
+    def tell(self, addr, msg):
+        self.asys.tell(addr, msg)
+
+    def ask(self, addr, msg, timeout: float = 5.0):
+        if self.runner is not None:
+            return self.runner.ask(addr, msg, timeout)
+        return self.asys.ask(addr, msg, timeout)
+
+    def listen(self, timeout: float):
+        if self.runner is not None:
+            return self.runner.pump(timeout)
+        return self.asys.listen(timeout)
+
+    def wait_for(self, predicate, timeout: float, step: float = 0.05) -> bool:
+        """Keep the system running until `predicate()` is true or `timeout` passes."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            if self.runner is not None:
+                self.runner.pump(step)
+            else:
+                time.sleep(step)
+        return bool(predicate())
+
+    def shutdown(self):
+        self.asys.shutdown()

@@ -1,0 +1,87 @@
+"""Wake an actor from a background thread, on any thespian base.
+
+Actors never block in `receiveMessage`, so the work that does block (an asyncio client loop, a
+TDLib receive loop, an aiosqlite connection) lives in a thread the actor owns. That thread hands
+results back through a `Bridge`: it appends to a locked deque and writes one byte to a
+socketpair. On multiprocTCPBase the actor returns `ThespianWatch([fd])` from every
+`receiveMessage` call and thespian wakes it with a `WatchMessage`. On the in-process base
+(simpleSystemBase ignores watches) the runner selects on every registered bridge fd and tells the
+actor `BridgeWake()`. Either way the actor then calls `drain()` in its own context.
+"""
+from __future__ import annotations
+
+import collections
+import socket
+import threading
+
+from thespian.actors import ThespianWatch
+
+# fd -> (actor address, bridge): read by the in-process runner; unused in actor processes.
+_REGISTRY: dict[int, tuple[object, "Bridge"]] = {}
+_REGISTRY_LOCK = threading.Lock()
+
+
+def registered() -> list[tuple[int, object, "Bridge"]]:
+    with _REGISTRY_LOCK:
+        return [(fd, addr, br) for fd, (addr, br) in _REGISTRY.items()]
+
+
+class Bridge:
+    """A thread-safe inbox for one actor plus the descriptor that wakes it."""
+
+    def __init__(self, actor_address):
+        self._items: collections.deque = collections.deque()
+        self._lock = threading.Lock()
+        self._signaled = False
+        self._rsock, self._wsock = socket.socketpair()
+        self._rsock.setblocking(False)
+        self._wsock.setblocking(False)
+        self.fd = self._rsock.fileno()
+        self.closed = False
+        with _REGISTRY_LOCK:
+            _REGISTRY[self.fd] = (actor_address, self)
+
+    def post(self, item) -> None:
+        """Called from any thread: queue `item` and wake the actor (one byte per burst)."""
+        with self._lock:
+            if self.closed:
+                return
+            self._items.append(item)
+            if self._signaled:
+                return
+            self._signaled = True
+        try:
+            self._wsock.send(b"x")
+        except BlockingIOError:
+            pass  # a wake-up byte is already pending; the drain will see every item
+        except OSError:
+            pass  # closed concurrently by the owner; nothing left to wake
+
+    def drain(self) -> list:
+        """Called by the owning actor: everything posted since the last drain, in order."""
+        try:
+            while self._rsock.recv(4096):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:
+            pass  # closed: the items already queued are still returned below
+        with self._lock:
+            self._signaled = False
+            items = list(self._items)
+            self._items.clear()
+        return items
+
+    def watch(self):
+        """What `receiveMessage` returns so the TCP base keeps watching this bridge."""
+        return None if self.closed else ThespianWatch([self.fd])
+
+    def close(self) -> None:
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+        with _REGISTRY_LOCK:
+            _REGISTRY.pop(self.fd, None)
+        self._rsock.close()
+        self._wsock.close()

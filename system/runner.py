@@ -1,0 +1,66 @@
+"""The in-process runner: drives thespian's simpleSystemBase from the main thread.
+
+simpleSystemBase runs actors only while the caller is inside tell/ask/listen, and it ignores
+ThespianWatch. The runner is that caller: it delivers pending sends with `listen(0)`, then sleeps
+in `select()` on every actor bridge's descriptor until the next thespian timer is due, so an idle
+system uses no CPU and a background thread's result reaches its actor in well under a
+millisecond. A bridge that fires is turned into a `BridgeWake()` told to its actor.
+"""
+from __future__ import annotations
+
+import logging
+import select
+import time
+
+from messages.lifecycle import BridgeWake
+from system import bridge
+
+log = logging.getLogger("tgfleet.runner")
+
+
+class InProcessRunner:
+    def __init__(self, asys, max_sleep: float = 1.0):
+        self.asys = asys
+        self.base = asys._systemBase
+        self.max_sleep = max_sleep
+        self.extra_fds: dict[int, object] = {}     # fd -> callable(fd), e.g. a signal pipe
+
+    def _until_next_timer(self, limit: float) -> float:
+        if self.base._pendingSends:
+            return 0.0
+        nxt = self.base._next_wakeup()
+        if nxt is None:
+            return limit
+        remaining = nxt.view().remaining()
+        secs = remaining.total_seconds() if hasattr(remaining, "total_seconds") else remaining
+        return max(0.0, min(limit, secs))
+
+    def pump(self, timeout: float):
+        """Run the system for at most `timeout` seconds or until an external response arrives;
+        returns that response (or None)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            resp = self.asys.listen(0)
+            if resp is not None:
+                return resp
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            fds = {fd: (addr, br) for fd, addr, br in bridge.registered()}
+            watch = list(fds) + list(self.extra_fds)
+            wait = self._until_next_timer(min(left, self.max_sleep))
+            try:
+                ready, _, _ = select.select(watch, [], [], wait)
+            except (OSError, ValueError):
+                ready = []   # a bridge closed between listing and select; list it again
+            for fd in ready:
+                if fd in self.extra_fds:
+                    self.extra_fds[fd](fd)
+                elif fd in fds:
+                    addr, br = fds[fd]
+                    if not br.closed:
+                        self.asys.tell(addr, BridgeWake())
+
+    def ask(self, addr, msg, timeout: float):
+        self.asys.tell(addr, msg)
+        return self.pump(timeout)
