@@ -70,10 +70,14 @@ class _Rule:
         return needle in (text.casefold() if folded else text)
 
 
+_PLACEHOLDER = re.compile(r"\{(text|first_word)\}")
+
+
 def render(template: str, text: str) -> str:
+    """Substitute {text} and {first_word} in one pass (user text is never re-scanned)."""
     words = text.split()
-    return (template.replace("{text}", text)
-            .replace("{first_word}", words[0] if words else ""))
+    values = {"text": text, "first_word": words[0] if words else ""}
+    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
 
 
 class AutoReplyHandler(Handler):
