@@ -197,10 +197,10 @@ def test_prune_drops_only_idle_buckets():
     assert p.prune(now=0.01) == 0   # nothing has refilled yet
     assert p.prune(now=0.5) == 1    # the bot bucket (28/s) is full again
     assert p.stats()["keys"]["accounts"] == 0
-    assert p.prune(now=10.0) == 2   # chat 1 and the group are full; penalized chat 3 is not
+    assert p.prune(now=10.0) == 3   # chats 1, -2 and group -2 are full; penalized chat 3 is not
     assert p.stats()["keys"] == {"accounts": 0, "chats": 1, "groups": 0, "fairness": 0}
     assert p.prune(now=1000.0) == 1
-    assert p.tracked_keys() == 0 and p.stats()["pruned"] == 4
+    assert p.tracked_keys() == 0 and p.stats()["pruned"] == 5
 
 
 def test_memory_stays_bounded_with_many_chats():
