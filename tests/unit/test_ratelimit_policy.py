@@ -120,9 +120,8 @@ def test_hot_chat_cannot_starve_others():
 def test_round_robin_within_one_call_spreads_the_budget():
     p = policy(chat_per_s=100, chat_burst=100, bot_burst=10)
     g = p.grant("b", {(1, "private"): 50, (2, "private"): 50, (3, "private"): 1}, now=0.0)
-    assert g.allowed == {(1, "private"): 5, (2, "private"): 4, (3, "private"): 1} or \
-        sorted(g.allowed.values()) == [1, 4, 5]
-    assert g.total == 10
+    # rounds: 1,2,3 | 1,2 | 1,2 | 1,2 | 1 -> budget of 10 spent
+    assert g.allowed == {(1, "private"): 5, (2, "private"): 4, (3, "private"): 1}
 
 
 def test_bots_are_independent():
