@@ -39,7 +39,7 @@ import random
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Callable, Hashable, Optional
+from typing import Callable, Optional
 
 from system.tokenbucket import TokenBucket
 
