@@ -351,7 +351,8 @@ class TdlibSession:
                         client_id, timeout)
             with self._lock:
                 self._client_id = None
-            self._fail_outstanding("client did not close in time")
+                outstanding = self._take_outstanding()
+            self._report_outstanding(outstanding, "client did not close in time")
         if pump.detach(client_id) and pump.thread is not threading.current_thread():
             pump.thread.join(timeout=RECEIVE_TIMEOUT * 4 + 1)
         return done
@@ -435,35 +436,39 @@ class TdlibSession:
             self._on_closed()
 
     def _on_closed(self) -> None:
+        # Taking the outstanding requests and switching to the new client is one step under
+        # the lock, so no request can slip to the dead client and wait for an answer forever.
         with self._lock:
-            old_id, pump = self._client_id, self._pump
+            old_id, pump, closed = self._client_id, self._pump, self._closed
             reopen = self._reopen_requested and not self._stopped
             self._reopen_requested = False
-            closed = self._closed
-            if not reopen:
-                self._client_id = None
-        self._fail_outstanding("TDLib client closed")
-        if reopen:
-            with self._lock:
+            outstanding = self._take_outstanding()
+            if reopen:
                 self._open_client()
                 self.recycles += 1
-                reopened = self._reopened
-            pump.detach(old_id)
+            else:
+                self._client_id = None
+            reopened = self._reopened
+        self._report_outstanding(outstanding, "TDLib client closed")
+        pump.detach(old_id)
+        if reopen:
             reopened.set()
-        else:
-            pump.detach(old_id)
         closed.set()
 
-    def _fail_outstanding(self, why: str) -> None:
-        with self._lock:
-            pending = list(self._requests.items())
-            self._requests.clear()
-            self._sending.clear()
-            self._internal.clear()
-            deferred = list(self._deferred)
+    def _take_outstanding(self) -> tuple:
+        """Forget every request of the closing client (caller holds the lock)."""
+        pending = list(self._requests.items())
+        deferred = list(self._deferred)
+        self._requests.clear()
+        self._sending.clear()
+        self._internal.clear()
         for chat_id in deferred:     # their getChat will never be answered: guess the kind
-            with self._lock:
-                _bounded_put(self._chats, chat_id, _chat_kind_from_id(chat_id))
+            _bounded_put(self._chats, chat_id, _chat_kind_from_id(chat_id))
+        return pending, deferred
+
+    def _report_outstanding(self, outstanding: tuple, why: str) -> None:
+        pending, deferred = outstanding
+        for chat_id in deferred:
             self._flush_deferred(chat_id)
         for request_id, info in pending:
             self._emit("error", {"request_id": request_id, "request": info["type"],

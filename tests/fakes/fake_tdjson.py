@@ -72,11 +72,15 @@ class FakeTdJson:
     `login_code`: the code checkAuthenticationCode accepts. `connection_states`: what the fake
     reports after setTdlibParameters (real TDLib offline stays at connectionStateConnecting).
     `requests` records every (client_id, request) sent, for assertions.
+    `hold_sends`: sends are accepted (temporary message) but never confirmed, as when offline.
+    `ignore_close`: close is answered "ok" but the client never reaches Closed (a hung TDLib).
     """
 
     def __init__(self, login_code: str = "12345",
                  connection_states=("connectionStateConnecting", "connectionStateReady")) -> None:
         self.login_code = login_code
+        self.hold_sends = False
+        self.ignore_close = False
         self.connection_states = tuple(connection_states)
         self.requests: list[tuple[int, dict]] = []
         self.executed: list[dict] = []
@@ -326,6 +330,8 @@ class FakeTdJson:
 
     def _req_close(self, client: _Client, request: dict, extra) -> None:
         self._answer(client, extra, ok())
+        if self.ignore_close:
+            return
         self._auth(client, "authorizationStateClosing")
         client.closed = True
         self._auth(client, "authorizationStateClosed")
@@ -413,6 +419,8 @@ class FakeTdJson:
 
     def _settle(self, client: _Client, temp: dict, failure: Optional[tuple[int, str]]) -> None:
         """The later outcome of a temporary message: sent, or failed with a flood wait."""
+        if self.hold_sends and not failure:
+            return
         if failure:
             err = error(429, f"Too Many Requests: retry after {failure[0]}")
             failed = dict(temp, sending_state={

@@ -435,3 +435,47 @@ def test_a_raising_callback_does_not_stop_the_loop(fake, tmp_path):
         recorder.auth(READY)
     finally:
         assert session.close(timeout=3)
+
+
+def test_close_fails_sends_still_pending(make, fake):
+    session, events = ready_bot(make, fake)
+    fake.hold_sends = True                           # accepted, never confirmed (offline)
+    request_id = session.send_text(1001, "stuck")
+    probe_id = session.probe()                       # answered after the send's answer
+    events.result(probe_id)
+    assert not [p for k, p in events.events if k in ("result", "error")
+                and (p[0] if k == "result" else p["request_id"]) == request_id]
+    assert session.close(timeout=3)
+    err = events.error(request_id)
+    assert (err["code"], err["message"], err["chat_id"]) == (500, "TDLib client closed", 1001)
+
+
+def test_recycle_fails_pending_and_new_requests_use_the_new_client(make, fake):
+    session, events = ready_bot(make, fake)
+    fake.hold_sends = True
+    stuck = session.send_text(1001, "stuck")
+    events.result(session.probe())
+    assert session.recycle(timeout=3)
+    assert events.error(stuck)["message"] == "TDLib client closed"
+    fake.hold_sends = False
+    events.wait(lambda k, p: events.of("auth_state").count(READY) == 2)
+    fake.add_chat(session.client_id, 1001)
+    request_id = session.send_text(1001, "fresh")
+    assert events.result(request_id)["chat_id"] == 1001
+    assert [cid for cid, r in fake.requests if r.get("@extra") == request_id] == \
+        [session.client_id]
+
+
+def test_close_gives_up_on_a_hung_client(make, fake):
+    session, events = ready_bot(make, fake)
+    fake.hold_sends = fake.ignore_close = True
+    request_id = session.send_text(1001, "stuck")
+    events.result(session.probe())
+    thread = session.receive_thread
+    started = time.monotonic()
+    assert session.close(timeout=0.3) is False
+    assert time.monotonic() - started < 2
+    assert not thread.is_alive()
+    assert events.error(request_id)["message"] == "client did not close in time"
+    with pytest.raises(RuntimeError):
+        session.probe()
