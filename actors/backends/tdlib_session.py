@@ -269,7 +269,8 @@ class TdlibSession:
         self.data_dir = data_dir
         self._on_event = on_event
         self.api_id = int(api_id if api_id is not None else account.get("api_id", 0) or 0)
-        self.api_hash = str(api_hash if api_hash is not None else account.get("api_hash", "") or "")
+        self.api_hash = str(api_hash if api_hash is not None
+                            else account.get("api_hash", "") or "")
         if not self.api_id or not self.api_hash:
             raise ValueError(f"account {self.name!r}: api_id and api_hash are required")
         self._db_flags = {"use_message_database": bool(use_message_database),
@@ -290,8 +291,8 @@ class TdlibSession:
         self.recycles = 0
         self._code: Optional[str] = None
         self._requests: dict[str, dict] = {}   # public request id -> {'type', 'chat_id', ...}
-        self._internal: dict[str, tuple] = {}  # internal request id -> (type, arg)
-        self._sending: dict[tuple, str] = {}   # (chat_id, temporary message id) -> request id
+        self._internal: dict[str, tuple] = {}  # internal request id -> (type, purpose, arg)
+        self._sending: dict[tuple, tuple] = {}  # (chat, temp message id) -> (request id, index)
         self._chats: dict[int, str] = {}       # chat id -> kind
         self._usernames: dict[int, str] = {}
         self._deferred: dict[int, list] = {}   # chat id -> [(td message, received_at)]
@@ -611,8 +612,9 @@ class TdlibSession:
             messages = answer.get("messages") or []
         else:
             return []
+        pending = "messageSendingStatePending"
         return [(i, m) for i, m in enumerate(messages)
-                if m and (m.get("sending_state") or {}).get("@type") == "messageSendingStatePending"]
+                if m and (m.get("sending_state") or {}).get("@type") == pending]
 
     def _on_send_outcome(self, update: dict, error: Optional[dict]) -> None:
         message = update.get("message") or {}
