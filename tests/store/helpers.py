@@ -1,0 +1,40 @@
+"""Test-only actors and messages for the store tests (importable in every actor process as
+`tests.store.helpers`)."""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from actors.supervisor import Supervisor
+
+
+@dataclass(frozen=True)
+class WhereIs:
+    child_id: str
+
+
+@dataclass(frozen=True)
+class ChildAddress:
+    child_id: str
+    addr: object
+    state: str
+    pid: int
+    restarts: int
+
+
+class AddressingSupervisor(Supervisor):
+    """A Supervisor that also tells a test where a child currently is, so the test can talk to
+    the child directly (nothing registers a global name)."""
+
+    def on_WhereIs(self, msg: WhereIs, sender):
+        child = self.children.get(msg.child_id)
+        if child is None:
+            self.send(sender, ChildAddress(msg.child_id, None, "absent", 0, 0))
+        else:
+            self.send(sender, ChildAddress(msg.child_id, child.addr, child.state, child.pid,
+                                           child.restarts))
+
+
+def rid() -> str:
+    """A fresh request id."""
+    return uuid.uuid4().hex[:12]
