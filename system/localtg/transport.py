@@ -1,0 +1,160 @@
+"""MTProto TCP transports: framing only, detected from a connection's first bytes.
+
+Why: Telethon defaults to the *full* transport, Pyrogram to *abridged*, other clients use
+*intermediate* (optionally padded). A Telegram server tells them apart by the first bytes of
+the connection, and so does this one:
+
+- 0xef                    -> abridged   (length/4 in 1 byte, or 0x7f + 3 bytes)
+- 0xeeeeeeee              -> intermediate (4-byte little-endian length)
+- 0xdddddddd              -> padded intermediate (same, 0-15 random trailing bytes)
+- bytes 4..8 == 0         -> full (len, seq_no, payload, crc32); the first packet has seq 0
+- anything else           -> unsupported (obfuscated2 is not implemented): TransportError
+
+A broken frame (bad crc, wrong seq, oversized length) raises TransportError: the connection
+cannot be resynchronised, so the caller logs it and closes the socket, as Telegram does.
+Transport-level errors (e.g. -404 "auth key not found") are sent as a 4-byte payload.
+"""
+from __future__ import annotations
+
+import asyncio
+import struct
+import zlib
+
+MAX_PACKET = 2 * 1024 * 1024  # upload parts are <= 512 KiB; Telegram closes on larger frames
+
+__all__ = ["TransportError", "MAX_PACKET", "detect_codec", "Codec"]
+
+
+class TransportError(Exception):
+    """The byte stream is not a valid MTProto transport stream; close the connection."""
+
+
+class Codec:
+    """Base class: one instance per connection (full transport keeps sequence numbers)."""
+
+    name = "?"
+
+    async def read_packet(self, reader: asyncio.StreamReader) -> bytes:
+        raise NotImplementedError
+
+    def encode(self, payload: bytes) -> bytes:
+        raise NotImplementedError
+
+    def error_packet(self, code: int) -> bytes:
+        """A transport error, e.g. code=-404, framed like any packet."""
+        return self.encode(struct.pack("<i", code))
+
+    @staticmethod
+    def _check_len(n: int) -> None:
+        if n <= 0 or n > MAX_PACKET:
+            raise TransportError("bad packet length %d" % n)
+
+
+class Abridged(Codec):
+    name = "abridged"
+
+    async def read_packet(self, reader):
+        first = (await reader.readexactly(1))[0] & 0x7F  # high bit = quick-ack request
+        if first == 0x7F:
+            n = int.from_bytes(await reader.readexactly(3), "little") * 4
+        else:
+            n = first * 4
+        self._check_len(n)
+        return await reader.readexactly(n)
+
+    def encode(self, payload):
+        n = len(payload) >> 2
+        if n < 0x7F:
+            return bytes([n]) + payload
+        return b"\x7f" + n.to_bytes(3, "little") + payload
+
+
+class Intermediate(Codec):
+    name = "intermediate"
+
+    async def read_packet(self, reader):
+        n = int.from_bytes(await reader.readexactly(4), "little") & 0x7FFFFFFF
+        self._check_len(n)
+        return await reader.readexactly(n)
+
+    def encode(self, payload):
+        return struct.pack("<i", len(payload)) + payload
+
+
+class PaddedIntermediate(Intermediate):
+    name = "padded_intermediate"
+
+    async def read_packet(self, reader):
+        data = await super().read_packet(reader)
+        return strip_padding(data)
+
+
+def strip_padding(data: bytes) -> bytes:
+    """Remove padded-intermediate random tail: encrypted payloads are 24 + 16k bytes long,
+    plain ones 20 + declared length."""
+    if len(data) >= 8 and data[:8] == b"\0" * 8:
+        if len(data) >= 20:
+            body_len = int.from_bytes(data[16:20], "little")
+            if 0 <= body_len <= len(data) - 20:
+                return data[: 20 + body_len]
+        return data
+    if len(data) > 24:
+        return data[: len(data) - (len(data) - 24) % 16]
+    return data
+
+
+class Full(Codec):
+    name = "full"
+
+    def __init__(self, prefix: bytes):
+        self._prefix = prefix  # bytes consumed by detection, replayed by the first read
+        self._in_seq = 0
+        self._out_seq = 0
+
+    async def _read(self, reader, n: int) -> bytes:
+        if self._prefix:
+            take, self._prefix = self._prefix[:n], self._prefix[n:]
+            if len(take) == n:
+                return take
+            return take + await reader.readexactly(n - len(take))
+        return await reader.readexactly(n)
+
+    async def read_packet(self, reader):
+        head = await self._read(reader, 4)
+        n = int.from_bytes(head, "little")
+        if n < 12 or n > MAX_PACKET + 12:
+            raise TransportError("bad full-transport length %d" % n)
+        rest = await self._read(reader, n - 4)
+        seq = int.from_bytes(rest[:4], "little", signed=True)
+        body = rest[4:-4]
+        crc = int.from_bytes(rest[-4:], "little")
+        if zlib.crc32(head + rest[:-4]) != crc:
+            raise TransportError("full transport crc32 mismatch")
+        if seq != self._in_seq:
+            raise TransportError("full transport seq %d, expected %d" % (seq, self._in_seq))
+        self._in_seq += 1
+        return body
+
+    def encode(self, payload):
+        n = len(payload) + 12
+        head = struct.pack("<ii", n, self._out_seq) + payload
+        self._out_seq += 1
+        return head + struct.pack("<I", zlib.crc32(head))
+
+
+async def detect_codec(reader: asyncio.StreamReader) -> Codec:
+    """Read the connection's first bytes and return the matching codec."""
+    first = await reader.readexactly(1)
+    if first == b"\xef":
+        return Abridged()
+    more = await reader.readexactly(3)
+    head = first + more
+    if head == b"\xee\xee\xee\xee":
+        return Intermediate()
+    if head == b"\xdd\xdd\xdd\xdd":
+        return PaddedIntermediate()
+    # Full transport: len(4) then seq_no(4) which is 0 on the first packet.
+    peek = await reader.readexactly(4)
+    if peek == b"\0\0\0\0":
+        return Full(head + peek)
+    raise TransportError("unknown transport (first bytes %s)" % (head + peek).hex())
