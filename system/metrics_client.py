@@ -1,0 +1,167 @@
+"""The metrics side every actor uses: count locally, report as a message.
+
+```python
+self.metrics = MetricsBuffer(self.path)                    # in on_start
+self.metrics.inc("tgfleet_bot_updates_total", bot="alpha")
+self.metrics.set("tgfleet_bot_queue_depth", len(q), bot="alpha")
+self.metrics.observe("tgfleet_e2e_latency_seconds", 0.042, bot="alpha")
+self.every("metrics", REPORT_INTERVAL)                     # and in on_timer("metrics"):
+self.metrics.flush(self)                                   # sends report() to env["metrics"]
+```
+A buffer lives in one actor and is used from that actor's context only (no lock). Counters and
+histograms are cumulative since the buffer was created; `report()` snapshots everything plus this
+process's resident memory and CPU seconds (`tgfleet_process_*{actor=<source>}`). Families and
+label names are checked against `system.metricdefs`: a typo raises ValueError where it is made.
+"""
+from __future__ import annotations
+
+import bisect
+import logging
+import math
+import os
+import time
+from contextlib import contextmanager
+
+import psutil
+
+from messages.metrics import MetricsReport, TreeSnapshot
+from system.metricdefs import ACTOR, COUNTER, FAMILIES, GAUGE, HISTOGRAM
+
+log = logging.getLogger("tgfleet.metrics")
+
+REPORT_INTERVAL = 1.0        # seconds between reports an actor is expected to send
+RSS_FAMILY = "tgfleet_process_resident_memory_bytes"
+CPU_FAMILY = "tgfleet_process_cpu_seconds_total"
+
+
+def _family(name: str, *types: str):
+    fam = FAMILIES.get(name)
+    if fam is None:
+        raise ValueError(f"unknown metric family {name!r} (declare it in system/metricdefs.py)")
+    if fam.origin != ACTOR:
+        raise ValueError(f"{name} is computed by the exporter; actors do not report it")
+    if fam.type not in types:
+        raise ValueError(f"{name} is a {fam.type}; this call is for {' or '.join(types)}")
+    return fam
+
+
+class MetricsBuffer:
+    """Counters, gauges and histograms of one actor, reported as one `MetricsReport`."""
+
+    def __init__(self, source: str, process: bool = True):
+        self.source = source
+        self.epoch = time.time()
+        self._scalars: dict[tuple, float] = {}   # (family, labels) -> value
+        self._hists: dict[tuple, list] = {}      # (family, labels) -> [counts, sum, count]
+        self._process = process
+        self._proc: psutil.Process | None = None
+        self._proc_pid = 0
+        self._proc_labels = (("actor", source),)
+
+    # ---- recording -------------------------------------------------------------------------
+    def inc(self, family: str, amount: float = 1.0, **labels) -> None:
+        """Add `amount` to a counter (amount >= 0) or a gauge (any sign)."""
+        fam = _family(family, COUNTER, GAUGE)
+        if amount < 0 and fam.type == COUNTER:
+            raise ValueError(f"{family}: a counter only goes up (amount={amount})")
+        key = (family, fam.key(labels))
+        scalars = self._scalars
+        scalars[key] = scalars.get(key, 0.0) + amount
+
+    def dec(self, family: str, amount: float = 1.0, **labels) -> None:
+        """Subtract `amount` from a gauge."""
+        _family(family, GAUGE)
+        self.inc(family, -amount, **labels)
+
+    def set(self, family: str, value: float, **labels) -> None:
+        """Set a gauge; or a counter to a cumulative count kept elsewhere (it must not go down
+        while this actor lives)."""
+        fam = _family(family, GAUGE, COUNTER)
+        value = float(value)
+        if fam.type == COUNTER and value < 0:
+            raise ValueError(f"{family}: a counter cannot be negative ({value})")
+        self._scalars[(family, fam.key(labels))] = value
+
+    def observe(self, family: str, value: float, **labels) -> None:
+        """Record one observation in a histogram (in the family's base unit)."""
+        fam = _family(family, HISTOGRAM)
+        value = float(value)
+        if math.isnan(value):
+            raise ValueError(f"{family}: cannot observe NaN")
+        key = (family, fam.key(labels))
+        h = self._hists.get(key)
+        if h is None:
+            h = self._hists[key] = [[0] * (len(fam.buckets) + 1), 0.0, 0]
+        h[0][bisect.bisect_left(fam.buckets, value)] += 1
+        h[1] += value
+        h[2] += 1
+
+    @contextmanager
+    def time(self, family: str, **labels):
+        """`with buf.time("tgfleet_store_write_seconds"):` observes the block's duration."""
+        _family(family, HISTOGRAM)
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.observe(family, time.perf_counter() - t0, **labels)
+
+    def remove(self, family: str, **labels) -> None:
+        """Forget one series (e.g. the gauges of a bot that was removed)."""
+        fam = FAMILIES.get(family)
+        if fam is None:
+            raise ValueError(f"unknown metric family {family!r}")
+        key = (family, fam.key(labels))
+        self._scalars.pop(key, None)
+        self._hists.pop(key, None)
+
+    def get(self, family: str, **labels):
+        """Current value of a series: a float, `(bucket_counts, sum, count)`, or None."""
+        fam = FAMILIES.get(family)
+        if fam is None:
+            raise ValueError(f"unknown metric family {family!r}")
+        key = (family, fam.key(labels))
+        if fam.type == HISTOGRAM:
+            h = self._hists.get(key)
+            return None if h is None else (tuple(h[0]), h[1], h[2])
+        return self._scalars.get(key)
+
+    # ---- reporting -------------------------------------------------------------------------
+    def process_samples(self) -> list:
+        """RSS bytes and CPU seconds of the process this buffer is used in."""
+        if not self._process:
+            return []
+        pid = os.getpid()
+        try:
+            if self._proc is None or self._proc_pid != pid:
+                self._proc, self._proc_pid = psutil.Process(pid), pid
+            rss = float(self._proc.memory_info().rss)
+            cpu = self._proc.cpu_times()
+        except psutil.Error as exc:
+            log.warning("%s: cannot read process metrics: %s", self.source, exc)
+            return []
+        return [(RSS_FAMILY, self._proc_labels, rss),
+                (CPU_FAMILY, self._proc_labels, float(cpu.user + cpu.system))]
+
+    def report(self) -> MetricsReport:
+        samples = [(fam, labels, value) for (fam, labels), value in self._scalars.items()]
+        samples.extend((fam, labels, (tuple(h[0]), h[1], h[2]))
+                       for (fam, labels), h in self._hists.items())
+        samples.extend(self.process_samples())
+        return MetricsReport(self.source, os.getpid(), tuple(samples), self.epoch, time.time())
+
+    def flush(self, actor) -> bool:
+        """Send `report()` from `actor` to `actor.env["metrics"]`; False when there is none."""
+        addr = getattr(actor, "env", {}).get("metrics")
+        if addr is None:
+            return False
+        actor.send(addr, self.report())
+        return True
+
+
+def tree_snapshot(rows, permanent_paths=None) -> TreeSnapshot:
+    """A `TreeSnapshot` from `StatusRow`s: ready when every row (or every row whose path is in
+    `permanent_paths`, when given) is running. For the root supervisor's periodic push."""
+    not_ready = tuple(r.path for r in rows if r.state != "running"
+                      and (permanent_paths is None or r.path in permanent_paths))
+    return TreeSnapshot(tuple(rows), not not_ready, not_ready, time.time())
