@@ -60,6 +60,7 @@ class Fleet:
         self.tmp_path = tmp_path
         self.fs = FleetSystem(base)
         self.seen: dict[int, float] = {}
+        self.closed = False
 
     def remember_processes(self):
         self.seen.update(_descendants())
@@ -100,6 +101,10 @@ class Fleet:
         return got
 
     def shutdown(self):
+        """Idempotent: shut the system down once, then make sure its processes are gone."""
+        if self.closed:
+            return
+        self.closed = True
         self.remember_processes()
         try:
             self.fs.shutdown()
