@@ -92,12 +92,10 @@ class Store:
             self.db.execute("COMMIT")
             self.commits += 1
             self.writes += len(pending)
-        except sqlite3.Error:
+        except (sqlite3.Error, OverflowError, ValueError, TypeError):
             log.exception("sqlite batch of %d writes failed; rolled back", len(pending))
-            try:
+            if self.db.in_transaction:
                 self.db.execute("ROLLBACK")
-            except sqlite3.Error:
-                log.exception("rollback failed")
 
     def close(self) -> None:
         self.flush()
@@ -110,8 +108,8 @@ class Store:
     def put_account(self, a) -> None:
         self.write("INSERT OR REPLACE INTO accounts VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                    (a.user_id, a.kind, a.username, a.first_name, a.last_name, a.phone,
-                    a.bot_token, a.access_hash, a.pts, int(a.simulated), a.provisioned_key_id,
-                    a.created))
+                    a.bot_token, a.access_hash, a.pts, int(a.simulated),
+                    _s64(a.provisioned_key_id) if a.provisioned_key_id is not None else None, a.created))
 
     def set_account_pts(self, user_id: int, pts: int) -> None:
         self.write("UPDATE accounts SET pts=? WHERE user_id=?", (pts, user_id))
