@@ -100,6 +100,9 @@ class ExportState:
         self.actor_state: dict[str, tuple] = {}  # path -> (state, changed_at monotonic)
         self.snapshot: TreeSnapshot | None = None
         self.snapshot_at = 0.0
+        for name in ("tgfleet_metrics_reports_total", "tgfleet_metrics_invalid_samples_total",
+                     "tgfleet_metrics_sources_dropped_total", "tgfleet_metrics_scrapes_total"):
+            self._own_init(name, ())      # exported from the start, at 0
 
     # ---- writes (actor context) ------------------------------------------------------------
     def _own_inc(self, family: str, labels: tuple = (), amount: float = 1.0):
