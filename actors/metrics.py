@@ -448,6 +448,7 @@ class MetricsExporter(FleetActor):
     (300 s), snapshot_timeout (10 s), tick (1 s: own process metrics and the stale sweep)."""
 
     kind = "metrics"
+    state: ExportState | None = None     # set by on_start; messages before it are dropped
 
     def on_start(self, args):
         self.host = str(args.get("host", DEFAULT_HOST))
@@ -488,16 +489,20 @@ class MetricsExporter(FleetActor):
 
     # ---- messages -----------------------------------------------------------------------
     def on_MetricsReport(self, msg: MetricsReport, sender):
-        self.state.ingest(msg)
+        if self.state is not None:
+            self.state.ingest(msg)
 
     def on_LifecycleEvent(self, msg: LifecycleEvent, sender):
-        self.state.lifecycle(msg)
+        if self.state is not None:
+            self.state.lifecycle(msg)
 
     def on_TreeSnapshot(self, msg: TreeSnapshot, sender):
-        self.state.tree(msg)
+        if self.state is not None:
+            self.state.tree(msg)
 
     def on_MetricsEndpointRequest(self, msg: MetricsEndpointRequest, sender):
-        self.send(sender, MetricsEndpoint(self.host, self.port))
+        if self.state is not None:
+            self.send(sender, MetricsEndpoint(self.host, self.port))
 
     def on_timer(self, name):
         if name == "tick":
@@ -506,8 +511,9 @@ class MetricsExporter(FleetActor):
 
     def on_probe(self, msg, sender):
         """Healthy only when the HTTP thread answers too."""
-        if self.loop.alive:
-            self.loop.submit_to(asyncio.sleep(0), self.bridge, ("probe", msg.seq, sender))
+        loop = getattr(self, "loop", None)
+        if loop is not None and loop.alive:
+            loop.submit_to(asyncio.sleep(0), self.bridge, ("probe", msg.seq, sender))
 
     def on_bridge(self, item):
         tag, fut = item

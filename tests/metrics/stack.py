@@ -6,6 +6,7 @@ import json
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -131,3 +132,40 @@ def wait_until(fs, predicate, timeout: float, step: float = 0.2):
         if result or time.monotonic() >= deadline:
             return result
         run_for(fs, step)
+
+
+# ---- ops files ------------------------------------------------------------------------------
+ROOT = Path(__file__).resolve().parents[2]
+DASHBOARD = ROOT / "ops" / "grafana" / "tgfleet.json"
+PROMETHEUS_YML = ROOT / "ops" / "prometheus.yml"
+
+# Grafana's variables, as a query on the dashboard would see them with "All" selected.
+GRAFANA_VARS = {
+    "${__rate_interval}": "1m", "$__rate_interval": "1m",
+    "${__interval}": "5s", "$__interval": "5s",
+    "${__range}": "1h", "$__range": "1h",
+    "${bot}": ".*", "$bot": ".*",
+}
+
+
+def grafana_to_promql(expr: str) -> str:
+    for var, val in GRAFANA_VARS.items():
+        expr = expr.replace(var, val)
+    assert "$" not in expr, f"unknown Grafana variable in {expr!r}"
+    return expr
+
+
+def all_panels(panels):
+    for p in panels:
+        yield p
+        yield from all_panels(p.get("panels", []))
+
+
+def load_dashboard() -> dict:
+    return json.loads(DASHBOARD.read_text())
+
+
+def panel_exprs(dashboard) -> list[tuple[str, str]]:
+    """(panel title, expr) of every query target of the dashboard, rows' panels included."""
+    return [(p["title"], t["expr"]) for p in all_panels(dashboard["panels"])
+            for t in p.get("targets", [])]

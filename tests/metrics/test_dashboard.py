@@ -6,31 +6,12 @@ import json
 import re
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
 from system.metricdefs import FAMILIES, HISTOGRAM
-
-ROOT = Path(__file__).resolve().parents[2]
-DASHBOARD = ROOT / "ops" / "grafana" / "tgfleet.json"
-PROMETHEUS_YML = ROOT / "ops" / "prometheus.yml"
-
-
-def all_panels(panels):
-    for p in panels:
-        yield p
-        yield from all_panels(p.get("panels", []))
-
-
-def panel_exprs(dashboard) -> list[tuple[str, str]]:
-    """(panel title, expr) of every query target of the dashboard."""
-    return [(p["title"], t["expr"]) for p in all_panels(dashboard["panels"])
-            for t in p.get("targets", [])]
-
-
-def load_dashboard() -> dict:
-    return json.loads(DASHBOARD.read_text())
+from tests.metrics.stack import (PROMETHEUS_YML, all_panels, grafana_to_promql, load_dashboard,
+                                 panel_exprs)
 
 
 def test_dashboard_is_a_grafana_dashboard():
@@ -98,7 +79,6 @@ def test_promtool_accepts_the_config_and_every_query(tmp_path):
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stdout + res.stderr
     # every panel query as a recording rule: promtool parses each PromQL expression
-    from tests.metrics.test_prometheus_real import grafana_to_promql
     lines = ["groups:", "  - name: dashboard", "    rules:"]
     for i, (_, expr) in enumerate(panel_exprs(load_dashboard())):
         lines.append(f"      - record: tgfleet:panel_{i}")

@@ -10,7 +10,8 @@ from prometheus_client.openmetrics.parser import \
 from prometheus_client.parser import text_string_to_metric_families
 
 from actors.metrics import ExportState, HttpApp
-from messages.lifecycle import Crashed, LifecycleEvent, Start, StatusRow, Stop
+from messages.lifecycle import (Crashed, LifecycleEvent, Probe, ProbeReply, Start, StatusRow,
+                                Stop)
 from messages.metrics import MetricsEndpoint, MetricsEndpointRequest, MetricsReport, TreeSnapshot
 from system.metricdefs import FAMILIES, HISTOGRAM
 from system.metrics_client import MetricsBuffer
@@ -439,6 +440,9 @@ def test_stop_closes_the_port_and_removes_the_endpoint_file(fleet, tmp_path):
     endpoint_file = tmp_path / "metrics-endpoint.json"
     assert endpoint_file.exists()
     assert http_get(endpoint.port, "/healthz")[0] == 200
+    # a probe is answered through the HTTP thread's loop, so a hung server shows as a miss
+    reply = fleet.ask(exporter, Probe(7), 5, expect=ProbeReply)
+    assert reply is not None and reply.seq == 7 and reply.healthy
     fleet.tell(exporter, Stop("test"))
 
     def closed():

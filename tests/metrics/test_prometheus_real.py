@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import subprocess
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -19,24 +18,8 @@ from pathlib import Path
 import pytest
 
 from system.boot import free_port
-from tests.metrics.stack import start_exporter, start_tree, wait_until
-from tests.metrics.test_dashboard import PROMETHEUS_YML, load_dashboard, panel_exprs
-
-# Grafana's variables, as a query on the dashboard would see them with "All" selected.
-GRAFANA_VARS = {
-    "${__rate_interval}": "1m", "$__rate_interval": "1m",
-    "${__interval}": "5s", "$__interval": "5s",
-    "${__range}": "1h", "$__range": "1h",
-    "${bot}": ".*", "$bot": ".*",
-}
-
-
-def grafana_to_promql(expr: str) -> str:
-    for var, val in GRAFANA_VARS.items():
-        expr = expr.replace(var, val)
-    assert "$" not in expr, f"unknown Grafana variable in {expr!r}"
-    return expr
-
+from tests.metrics.stack import (PROMETHEUS_YML, grafana_to_promql, load_dashboard, panel_exprs,
+                                 start_exporter, start_tree, wait_until)
 
 @pytest.fixture(scope="session")
 def prometheus_binary():
