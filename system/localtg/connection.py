@@ -77,8 +77,14 @@ class Connection:
                 pkt = await self.codec.read_packet(self.reader)
                 st["packets_in"] += 1
                 self.inbound.put(pkt)
-        except (asyncio.IncompleteReadError, ConnectionError) as e:
-            log.debug("conn %d: client went away (%s)", self.id, type(e).__name__)
+        except asyncio.IncompleteReadError as e:
+            if e.partial:
+                self.server.stats["vanished_mid_packet"] += 1
+                log.info("conn %d: client vanished mid-packet (%d of %s bytes)", self.id, len(e.partial), e.expected)
+            else:
+                log.debug("conn %d: client closed the connection", self.id)
+        except ConnectionError as e:
+            log.info("conn %d: connection lost (%s)", self.id, e)
         except TransportError as e:
             st["transport_errors"] += 1
             log.warning("conn %d from %s: transport error: %s; closing", self.id, self.peer, e)

@@ -16,6 +16,7 @@ import re
 log = logging.getLogger(__name__)
 
 _TOKEN = re.compile(r"#c(\d+)")
+MAX_TRACKED = 200_000  # crowd messages remembered for matching answers (older ones expire)
 
 
 def _pct(sorted_vals, p):
@@ -47,6 +48,7 @@ class Crowd:
         self.latencies: list[float] = []
         self.per_bot: dict[int, dict] = {b: {"sent": 0, "answered": 0} for b in bots}
         self.unmatched = 0
+        self.expired = 0
         self.errors = 0
         self.started = None
         self.stopped = None
@@ -124,6 +126,10 @@ class Crowd:
         self.sent += 1
         self.info[seq] = (now, bot, user, m.id)
         self.by_msg[m.id] = seq
+        old = self.info.pop(seq - MAX_TRACKED, None)
+        if old is not None:
+            self.by_msg.pop(old[3], None)
+            self.expired += 1
         self.per_bot[bot]["sent"] += 1
 
     def _on_message(self, m) -> None:
@@ -160,6 +166,7 @@ class Crowd:
             "unanswered": self.sent - answered,
             "duplicates": sum(1 for v in self.answers.values() if v > 1),
             "unmatched_bot_messages": self.unmatched,
+            "expired_untracked": self.expired,
             "errors": self.errors,
             "elapsed_s": (end - self.started) if (self.started and end) else 0.0,
             "latency_ms": {"p50": _pct(lat, 50), "p90": _pct(lat, 90), "p99": _pct(lat, 99),
