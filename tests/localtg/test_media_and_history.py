@@ -181,3 +181,25 @@ def test_bots_cannot_read_history_like_on_telegram(tg, ctl):
 
     err = run(main())
     assert type(err).__name__ == "BotMethodInvalidError"
+
+
+def test_participants_and_entities(tg, ctl):
+    bot = ctl.create_account("bot")
+    user = ctl.create_account("user")
+    sg = ctl.create_chat("supergroup", "sg", [bot["user_id"], user["user_id"]], admin_ids=[user["user_id"]])
+    grp = ctl.create_chat("group", "basic", [bot["user_id"], user["user_id"]])
+
+    async def main():
+        u = telethon_client(user, tg.host, tg.port)
+        await u.start()
+        parts = await u.get_participants(sg["peer_id"])
+        basic = await u.get_participants(grp["peer_id"])
+        ent = await u.get_entity(sg["peer_id"])
+        me_in = await u.get_permissions(sg["peer_id"], "me")
+        await u.disconnect()
+        return parts, basic, ent, me_in
+
+    parts, basic, ent, me_in = run(main())
+    assert {p.id for p in parts} == {bot["user_id"], user["user_id"]}
+    assert {p.id for p in basic} == {bot["user_id"], user["user_id"]}
+    assert ent.megagroup and ent.title == "sg" and me_in.is_admin

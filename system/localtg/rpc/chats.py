@@ -68,16 +68,38 @@ def get_participant(ctx, req):
     cid = ctx.channel(req.channel)
     c = ctx.world.chats[cid]
     uid = ctx.user(req.participant)
-    role = c.members.get(uid)
-    if role is None:
+    if uid not in c.members:
         raise WorldError(400, "USER_NOT_PARTICIPANT")
-    if role == "creator":
-        p = T.ChannelParticipantCreator(user_id=uid, admin_rights=T.ChatAdminRights(other=True))
-    elif role == "admin":
-        p = T.ChannelParticipantAdmin(user_id=uid, promoted_by=uid, date=c.date,
-                                      admin_rights=T.ChatAdminRights(post_messages=True, other=True),
-                                      can_edit=False, is_self=uid == ctx.user_id)
-    else:
-        p = T.ChannelParticipant(user_id=uid, date=c.date)
+    p = _participant(c, uid, ctx.user_id)
     return T.channels.ChannelParticipant(participant=p, chats=[ctx.render.chat(c, ctx.user_id)],
                                          users=[ctx.render.user(uid, ctx.user_id)])
+
+
+def _participant(c, uid: int, viewer: int):
+    role = c.members[uid]
+    if role == "creator":
+        return T.ChannelParticipantCreator(user_id=uid, admin_rights=T.ChatAdminRights(other=True))
+    if role == "admin":
+        return T.ChannelParticipantAdmin(user_id=uid, promoted_by=uid, date=c.date,
+                                         admin_rights=T.ChatAdminRights(post_messages=True, other=True),
+                                         can_edit=False, is_self=uid == viewer)
+    return T.ChannelParticipant(user_id=uid, date=c.date)
+
+
+@rpc(F.channels.GetParticipantsRequest)
+def get_participants(ctx, req):
+    cid = ctx.channel(req.channel)
+    c = ctx.world.member_chat(ctx.user_id, "channel", cid)
+    uids = list(c.members)
+    flt = req.filter
+    if isinstance(flt, T.ChannelParticipantsAdmins):
+        uids = [u for u in uids if c.members[u] in ("creator", "admin")]
+    elif isinstance(flt, T.ChannelParticipantsBots):
+        uids = [u for u in uids if ctx.world.accounts[u].is_bot]
+    elif isinstance(flt, T.ChannelParticipantsSearch) and flt.q:
+        q = flt.q.lower()
+        uids = [u for u in uids if q in (ctx.world.accounts[u].first_name or "").lower()
+                or q in (ctx.world.accounts[u].username or "").lower()]
+    page = uids[max(0, req.offset): max(0, req.offset) + max(0, min(req.limit or 200, 200))]
+    return T.channels.ChannelParticipants(count=len(uids), participants=[_participant(c, u, ctx.user_id) for u in page],
+                                          chats=[], users=[ctx.render.user(u, ctx.user_id) for u in page])
