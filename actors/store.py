@@ -259,7 +259,8 @@ class StoreActor(FleetActor):
         self._dedup_count: dict[str, int] = {}   # loop thread only
         self.open_bridge()
         self.loop = LoopThread(f"store-{self.child_id}")
-        self.loop.submit_to(self._open(), self.bridge, ("open",))
+        self._conn = None                # the aiosqlite connection until it is closed
+        self.open_future = self.loop.submit_to(self._open(), self.bridge, ("open",))
 
     def on_stop(self):
         """Runs once, in the actor, when the store stops (Stop, ActorExitRequest, a crash).
@@ -270,6 +271,8 @@ class StoreActor(FleetActor):
             return
         self.cancel_timer("cleanup")
         try:
+            if not self.open_future.done():     # stopped while opening: let the open finish
+                concurrent.futures.wait([self.open_future], timeout=10)
             if self.inflight is not None:
                 no, ops, fut, _ = self.inflight
                 self._finish_batch(no, fut.result(timeout=10))
@@ -287,6 +290,9 @@ class StoreActor(FleetActor):
             except Exception:
                 self.log.exception("%s: closing the database failed", self.path)
             loop.stop()
+            if self._conn is not None:          # not closed above: at least end its thread
+                self._conn.stop()
+                self._conn = None
 
     def on_bridge(self, item):
         tag, fut = item
@@ -473,6 +479,7 @@ class StoreActor(FleetActor):
         os.makedirs(directory, exist_ok=True)
         db = await aiosqlite.connect(self.db_path, isolation_level=None,
                                      timeout=self.busy_timeout_ms / 1000)
+        self._conn = db
         try:
             mode = await _scalar(db, "PRAGMA journal_mode=WAL")
             await db.execute(f"PRAGMA synchronous={self.synchronous}")
@@ -481,6 +488,7 @@ class StoreActor(FleetActor):
             schema = await migrate(db)
         except BaseException:
             await db.close()
+            self._conn = None
             raise
         self.db = db
         return str(mode).lower(), schema
@@ -496,6 +504,7 @@ class StoreActor(FleetActor):
             await db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:
             await db.close()
+            self._conn = None
 
     # ---- request types: validation in the actor, SQL on the loop thread ----------------
     def _prep_PutBotConfig(self, msg: PutBotConfig, sender):

@@ -9,9 +9,12 @@ import time
 import psutil
 import pytest
 
+from thespian.actors import ActorExitRequest
+
 from messages.lifecycle import Start, Started
 from messages.store import StoreReply
 from system.boot import FleetSystem
+from tests.store.helpers import store_threads
 
 
 def _descendants() -> dict[int, float]:
@@ -61,6 +64,7 @@ class Fleet:
         self.fs = FleetSystem(base)
         self.seen: dict[int, float] = {}
         self.closed = False
+        self.top: list = []          # actors created here, for the in-process shutdown
 
     def remember_processes(self):
         self.seen.update(_descendants())
@@ -68,9 +72,14 @@ class Fleet:
     def db(self, name: str = "store.db") -> str:
         return str(self.tmp_path / name)
 
+    def create(self, actor_class: str):
+        addr = self.fs.create(actor_class)
+        self.top.append(addr)
+        return addr
+
     def start_store(self, path: str | None = None, **args):
         """A StoreActor created directly and started; returns its address."""
-        addr = self.fs.create("actors.store.StoreActor")
+        addr = self.create("actors.store.StoreActor")
         args.setdefault("path", path or self.db())
         started = self.fs.ask(addr, Start("store", args, {}, "store"), 15)
         assert isinstance(started, Started), f"store did not start: {started!r}"
@@ -107,11 +116,21 @@ class Fleet:
         self.closed = True
         self.remember_processes()
         try:
+            if self.base == "inprocess":
+                # simpleSystemBase.shutdown() only unloads sources: it never tells the actors
+                # to exit, so their on_stop (closing threads and databases) would never run.
+                for addr in reversed(self.top):
+                    self.fs.tell(addr, ActorExitRequest())
             self.fs.shutdown()
         finally:
             killed = reap(self.seen)
             if killed:
                 print(f"killed leftover processes: {killed}")
+        if self.base == "inprocess":
+            deadline = time.monotonic() + 5
+            while store_threads() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert not store_threads(), f"store threads left running: {store_threads()}"
 
 
 @pytest.fixture(params=["inprocess", "processes"])

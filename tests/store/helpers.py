@@ -2,6 +2,7 @@
 `tests.store.helpers`)."""
 from __future__ import annotations
 
+import threading
 import uuid
 from dataclasses import dataclass
 
@@ -38,3 +39,9 @@ class AddressingSupervisor(Supervisor):
 def rid() -> str:
     """A fresh request id."""
     return uuid.uuid4().hex[:12]
+
+
+def store_threads() -> list[str]:
+    """The store's threads in this process (its loop and aiosqlite's connection thread)."""
+    return [t.name for t in threading.enumerate()
+            if t.name.startswith("loop-store") or "_connection_worker_thread" in t.name]

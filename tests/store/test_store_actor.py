@@ -13,12 +13,13 @@ from thespian.actors import ActorExitRequest
 
 from actors import store as store_mod
 from messages import codec
-from messages.lifecycle import ChildSpec, Crashed, LifecycleEvent, Start, Started
+from messages.lifecycle import (ChildSpec, Crashed, LifecycleEvent, Probe, ProbeReply, Start,
+                                Started, Stop)
 from messages.store import (DedupCheck, DeleteBotConfig, GetBotConfig, KvGet, KvSet,
                             ListBotConfigs, OutboxDone, OutboxPending, OutboxPut, PutBotConfig,
                             QueryAudit, SessionGet, SessionPut, StateGet, StatePut, StoreReply,
                             StoreStats)
-from tests.store.helpers import ChildAddress, WhereIs, rid
+from tests.store.helpers import ChildAddress, WhereIs, rid, store_threads
 from tests.support.actors import Boom
 
 
@@ -146,7 +147,7 @@ def test_store_refuses_a_newer_schema(fleet):
     con = sqlite3.connect(path)
     con.execute("PRAGMA user_version = 99")
     con.close()
-    addr = fleet.fs.create("actors.store.StoreActor")
+    addr = fleet.create("actors.store.StoreActor")
     reply = fleet.fs.ask(addr, Start("store", {"path": path}, {}, "store"), 15)
     assert isinstance(reply, Crashed), reply        # no Started: it must not touch the file
     assert "newer than this code" in reply.error
@@ -189,7 +190,7 @@ def test_migrate_function_forward_only_and_atomic(tmp_path):
 
 def test_audit_log_receives_supervisor_events(fleet):
     s = fleet.start_store()
-    sup = fleet.fs.create("tests.store.helpers.AddressingSupervisor")
+    sup = fleet.create("tests.store.helpers.AddressingSupervisor")
     args = {"children": [ChildSpec("w", "tests.support.actors.Worker")],
             "intensity": 10, "period": 5.0, "backoff": {"base_s": 0.01}}
     assert isinstance(fleet.fs.ask(sup, Start("root", args, {"store": s}, "root"), 15), Started)
@@ -331,7 +332,7 @@ def test_unreadable_stored_payload_is_an_error_reply(fleet):
 def test_group_commit_shares_transactions_and_acks_each(fleet):
     """Requests sent before the database is open queue up and go in one transaction: each is
     answered on its own, a failing one does not spoil its neighbours."""
-    addr = fleet.fs.create("actors.store.StoreActor")
+    addr = fleet.create("actors.store.StoreActor")
     fleet.fs.tell(addr, Start("store", {"path": fleet.db()}, {}, "store"))
     msgs = []
     for i in range(100):
@@ -365,13 +366,15 @@ def test_group_commit_shares_transactions_and_acks_each(fleet):
         assert stats["max_batch"] == len(msgs) - 1 and stats["commits"] == 1
 
 
-def test_stop_finishes_work_and_checkpoints(fleet):
+@pytest.mark.parametrize("stop", [ActorExitRequest(), Stop("test")],
+                         ids=["ActorExitRequest", "Stop"])
+def test_stop_finishes_work_and_checkpoints(fleet, stop):
     path = fleet.db()
     addr = fleet.start_store(path)
     ids = [f"w{i}" for i in range(50)]
     for i, r in enumerate(ids):
         fleet.fs.tell(addr, KvSet(r, f"k{i}", i))
-    fleet.fs.tell(addr, ActorExitRequest())
+    fleet.fs.tell(addr, stop)
     got = fleet.collect(set(ids), timeout=10)
     assert fleet.fs.wait_for(lambda: not os.path.exists(path + "-wal"), 10)
     # every ACKed write is in the main file (checkpointed, WAL removed on close)
@@ -385,3 +388,23 @@ def test_stop_finishes_work_and_checkpoints(fleet):
     for i, r in enumerate(ids):
         assert got[r].ok
         assert codec.decode(rows[f"k{i}"], kind="kv")[1] == {"value": i}
+    if fleet.base == "inprocess":
+        assert fleet.fs.wait_for(lambda: not store_threads(), 10), store_threads()
+
+
+def test_stop_while_opening_closes_everything(fleet):
+    path = fleet.db()
+    addr = fleet.create("actors.store.StoreActor")
+    fleet.fs.tell(addr, Start("store", {"path": path}, {}, "store"))
+    fleet.fs.tell(addr, ActorExitRequest())
+    fleet.remember_processes()
+    assert fleet.fs.wait_for(lambda: os.path.exists(path) and not os.path.exists(path + "-wal"),
+                             10)
+    if fleet.base == "inprocess":
+        assert fleet.fs.wait_for(lambda: not store_threads(), 10), store_threads()
+
+
+def test_probe_is_answered_through_the_loop_thread(fleet):
+    s = fleet.start_store()
+    reply = fleet.fs.ask(s, Probe(7), 10)
+    assert reply == ProbeReply("store", 7, True, "")

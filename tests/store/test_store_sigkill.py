@@ -41,7 +41,7 @@ def test_acked_writes_survive_sigkill(proc_fleet):
     print(f"seed {seed}")
     rng = random.Random(seed)
     db = fleet.db("crash.db")
-    sup = fleet.fs.create("tests.store.helpers.AddressingSupervisor")
+    sup = fleet.create("tests.store.helpers.AddressingSupervisor")
     args = {"children": [ChildSpec("store", "actors.store.StoreActor",
                                    {"path": db, "state_cleanup_s": 2.0}, kind="store")],
             "intensity": 1000, "period": 1.0,
