@@ -65,6 +65,7 @@ class Fleet:
         self.seen: dict[int, float] = {}
         self.closed = False
         self.top: list = []          # actors created here, for the in-process shutdown
+        self.strays: list = []       # replies skipped by ask_for
 
     def remember_processes(self):
         self.seen.update(_descendants())
@@ -86,10 +87,23 @@ class Fleet:
         self.remember_processes()
         return addr
 
-    def call(self, addr, msg, timeout: float = 10.0) -> StoreReply:
+    def ask_for(self, addr, msg, accept, timeout: float = 10.0):
+        """Ask, skipping replies that `accept` refuses (late answers to earlier tells; they are
+        kept in `self.strays`). Returns the accepted reply or None on timeout."""
+        deadline = time.monotonic() + timeout
         reply = self.fs.ask(addr, msg, timeout)
-        assert isinstance(reply, StoreReply), f"{msg!r} got {reply!r}"
-        assert reply.request_id == msg.request_id
+        while reply is not None and not accept(reply):
+            self.strays.append(reply)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            reply = self.fs.listen(left)
+        return reply
+
+    def call(self, addr, msg, timeout: float = 10.0) -> StoreReply:
+        reply = self.ask_for(addr, msg, lambda r: isinstance(r, StoreReply)
+                             and r.request_id == msg.request_id, timeout)
+        assert reply is not None, f"no reply to {msg!r} within {timeout}s"
         return reply
 
     def ok(self, addr, msg, timeout: float = 10.0):

@@ -10,12 +10,12 @@ from actors.supervisor import Supervisor
 
 
 @dataclass(frozen=True)
-class WhereIs:
+class FindChild:
     child_id: str
 
 
 @dataclass(frozen=True)
-class ChildAddress:
+class ChildInfo:
     child_id: str
     addr: object
     state: str
@@ -27,13 +27,13 @@ class AddressingSupervisor(Supervisor):
     """A Supervisor that also tells a test where a child currently is, so the test can talk to
     the child directly (nothing registers a global name)."""
 
-    def on_WhereIs(self, msg: WhereIs, sender):
+    def on_FindChild(self, msg: FindChild, sender):
         child = self.children.get(msg.child_id)
         if child is None:
-            self.send(sender, ChildAddress(msg.child_id, None, "absent", 0, 0))
+            self.send(sender, ChildInfo(msg.child_id, None, "absent", 0, 0))
         else:
-            self.send(sender, ChildAddress(msg.child_id, child.addr, child.state, child.pid,
-                                           child.restarts))
+            self.send(sender, ChildInfo(msg.child_id, child.addr, child.state, child.pid,
+                                        child.restarts))
 
 
 def rid() -> str:

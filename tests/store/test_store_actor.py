@@ -17,9 +17,9 @@ from messages.lifecycle import (ChildSpec, Crashed, LifecycleEvent, Probe, Probe
                                 Started, Stop)
 from messages.store import (DedupCheck, DeleteBotConfig, GetBotConfig, KvGet, KvSet,
                             ListBotConfigs, OutboxDone, OutboxPending, OutboxPut, PutBotConfig,
-                            QueryAudit, SessionGet, SessionPut, StateGet, StatePut, StoreReply,
+                            QueryAudit, SessionGet, SessionPut, StateGet, StatePut,
                             StoreStats)
-from tests.store.helpers import ChildAddress, WhereIs, rid, store_threads
+from tests.store.helpers import ChildInfo, FindChild, rid, store_threads
 from tests.support.actors import Boom
 
 
@@ -195,8 +195,8 @@ def test_audit_log_receives_supervisor_events(fleet):
             "intensity": 10, "period": 5.0, "backoff": {"base_s": 0.01}}
     assert isinstance(fleet.fs.ask(sup, Start("root", args, {"store": s}, "root"), 15), Started)
     fleet.remember_processes()
-    where = fleet.fs.ask(sup, WhereIs("w"), 5)
-    assert isinstance(where, ChildAddress) and where.state == "running"
+    where = fleet.fs.ask(sup, FindChild("w"), 5)
+    assert isinstance(where, ChildInfo) and where.state == "running"
     fleet.fs.tell(where.addr, Boom())
 
     def events():

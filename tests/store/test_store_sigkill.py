@@ -18,17 +18,18 @@ import time
 from messages import codec
 from messages.lifecycle import ChildSpec, Start, Started
 from messages.store import KvGet, KvSet, OutboxPending, OutboxPut, StoreReply
-from tests.store.helpers import ChildAddress, WhereIs, rid
+from tests.store.helpers import ChildInfo, FindChild, rid
 
 ROUNDS = 15
 BURST = 240            # writes per round (half KvSet, half OutboxPut)
 
 
-def _running_store(fleet, sup, not_pid: int, timeout: float = 15.0) -> ChildAddress:
+def _running_store(fleet, sup, not_pid: int, timeout: float = 15.0) -> ChildInfo:
     deadline = time.monotonic() + timeout
+    where = None
     while time.monotonic() < deadline:
-        where = fleet.fs.ask(sup, WhereIs("store"), 5)
-        assert isinstance(where, ChildAddress), where
+        where = fleet.ask_for(sup, FindChild("store"), lambda r: isinstance(r, ChildInfo), 5)
+        assert where is not None, "the supervisor does not answer"
         if where.state == "running" and where.pid and where.pid != not_pid:
             return where
         time.sleep(0.02)
@@ -48,10 +49,23 @@ def test_acked_writes_survive_sigkill(proc_fleet):
             "backoff": {"base_s": 0.01, "max_s": 0.05}}
     assert isinstance(fleet.fs.ask(sup, Start("root", args, {}, "root"), 15), Started)
 
+    sent_msgs: dict[str, object] = {}
     acked_kv: dict[str, int] = {}
     acked_outbox: dict[str, int] = {}
-    sent = lost = 0
+
+    def record(reply):
+        """An ACK, whenever it arrives (late ones too): that write must survive."""
+        if not isinstance(reply, StoreReply) or reply.request_id not in sent_msgs:
+            return
+        assert reply.ok, reply
+        m = sent_msgs[reply.request_id]
+        if isinstance(m, KvSet):
+            acked_kv[m.key] = m.value
+        else:
+            acked_outbox[m.item_id] = m.payload["n"]
+
     pid = 0
+    unacked = 0
     for rnd in range(ROUNDS):
         where = _running_store(fleet, sup, not_pid=pid)
         fleet.remember_processes()
@@ -62,36 +76,28 @@ def test_acked_writes_survive_sigkill(proc_fleet):
             msgs.append(OutboxPut(f"ob-{rnd}-{i}", "alpha", f"o{rnd}-{i}",
                                   {"n": rnd * 1000 + i, "pad": "x" * rng.randrange(200)}))
         kill_at = rng.randrange(1, len(msgs))
-        for n, msg in enumerate(msgs):
-            if n == kill_at:
-                time.sleep(rng.uniform(0, 0.005))
-                os.kill(pid, signal.SIGKILL)
-                break
+        for msg in msgs[:kill_at]:
+            sent_msgs[msg.request_id] = msg
             fleet.fs.tell(where.addr, msg)
-            sent += 1
-        got = fleet.collect({m.request_id for m in msgs}, timeout=0.5)
-        for m in msgs:
-            reply = got.get(m.request_id)
-            if reply is None:
-                continue
-            assert reply.ok, reply
-            if isinstance(m, KvSet):
-                acked_kv[m.key] = m.value
-            else:
-                acked_outbox[m.item_id] = m.payload["n"]
-        lost += kill_at - len(got)
+        time.sleep(rng.uniform(0, 0.005))
+        os.kill(pid, signal.SIGKILL)
+        got = fleet.collect({m.request_id for m in msgs[:kill_at]}, timeout=0.5)
+        for reply in got.values():
+            record(reply)
+        unacked += kill_at - len(got)
 
     # the store came back after every kill and still answers
     where = _running_store(fleet, sup, not_pid=pid)
     assert where.restarts == ROUNDS
-    probe = KvGet(rid(), "k0-0")
-    reply = fleet.fs.ask(where.addr, probe, 10)
-    assert isinstance(reply, StoreReply) and reply.ok
-    pending = fleet.fs.ask(where.addr, OutboxPending(rid(), "alpha"), 10)
-    assert isinstance(pending, StoreReply) and pending.ok
-    pending_ids = {item for item, _ in pending.value}
-    assert set(acked_outbox) <= pending_ids
-    print(f"sent {sent}, acked {len(acked_kv) + len(acked_outbox)}, unacked at kill {lost}")
+    reply = fleet.call(where.addr, KvGet(rid(), "k0-0"))
+    assert reply.ok
+    pending = fleet.call(where.addr, OutboxPending(rid(), "alpha"))
+    for stray in fleet.strays:
+        record(stray)
+    assert pending.ok
+    assert set(acked_outbox) <= {item for item, _ in pending.value}
+    print(f"sent {len(sent_msgs)}, acked {len(acked_kv) + len(acked_outbox)}, "
+          f"unanswered when killed {unacked}")
     assert acked_kv and acked_outbox, "nothing was ACKed: the test proved nothing"
 
     fleet.shutdown()           # idempotent: the fixture's own shutdown does nothing more
