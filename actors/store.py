@@ -30,9 +30,11 @@ transaction); expired user state is invisible at once and purged every `state_cl
 seconds; the audit log keeps about `audit_max` rows.
 
 Arguments (Start.args): path (required), dedup_max=10000, state_cleanup_s=60,
-audit_max=100000, max_payload=64 KiB, max_batch=256, synchronous="FULL",
-busy_timeout_ms=5000, hung_after_s=30 (a transaction in flight for longer makes the probe
-answer unhealthy, so the supervisor replaces a store stuck in SQLite).
+audit_max=100000, max_payload=64 KiB, max_batch=256 (requests per transaction),
+max_queue=50000 (requests waiting; beyond it requests are refused with "store overloaded" and
+counted as dropped), synchronous="FULL", busy_timeout_ms=5000, hung_after_s=30 (a transaction
+in flight for longer makes the probe answer unhealthy, so the supervisor replaces a store stuck
+in SQLite).
 """
 from __future__ import annotations
 
@@ -236,14 +238,16 @@ class StoreActor(FleetActor):
         self.audit_max = int(args.get("audit_max", 100_000))
         self.max_payload = int(args.get("max_payload", codec.DEFAULT_MAX))
         self.max_batch = int(args.get("max_batch", 256))
+        self.max_queue = int(args.get("max_queue", 50_000))
         self.synchronous = str(args.get("synchronous", "FULL")).upper()
         self.busy_timeout_ms = int(args.get("busy_timeout_ms", 5000))
         self.hung_after_s = float(args.get("hung_after_s", 30.0))
         if self.synchronous not in ("NORMAL", "FULL", "EXTRA"):
             raise ValueError(f"store: synchronous must be NORMAL, FULL or EXTRA, "
                              f"got {self.synchronous!r}")
-        if self.dedup_max < 1 or self.max_batch < 1 or self.state_cleanup_s <= 0:
-            raise ValueError("store: dedup_max and max_batch must be >= 1, state_cleanup_s > 0")
+        if min(self.dedup_max, self.max_batch, self.max_queue) < 1 or self.state_cleanup_s <= 0:
+            raise ValueError("store: dedup_max, max_batch and max_queue must be >= 1, "
+                             "state_cleanup_s > 0")
         self.db = None                   # used only on the loop thread once open
         self.ready = False
         self.queue: collections.deque[_Op] = collections.deque()
@@ -252,7 +256,7 @@ class StoreActor(FleetActor):
         self.latencies: collections.deque = collections.deque(maxlen=self.LATENCY_SAMPLES)
         self.commit_times: collections.deque = collections.deque(maxlen=self.LATENCY_SAMPLES)
         self.counters = {"commits": 0, "writes": 0, "reads": 0, "refused": 0, "failed": 0,
-                         "max_batch": 0, "purged_state": 0, "pruned_dedup": 0,
+                         "dropped": 0, "max_batch": 0, "purged_state": 0, "pruned_dedup": 0,
                          "pruned_audit": 0}
         self.journal_mode = ""
         self.schema = (0, 0)
@@ -360,6 +364,12 @@ class StoreActor(FleetActor):
         self._enqueue(op)
 
     def _enqueue(self, op: _Op):
+        if len(self.queue) >= self.max_queue:
+            # Bounded: refuse rather than grow without limit while SQLite is slow or stuck.
+            self.counters["dropped"] += 1
+            self._reply(op.sender, op.msg, False, None,
+                        f"store overloaded: {len(self.queue)} requests queued")
+            return
         self.queue.append(op)
         self._submit_batch()
 
@@ -400,6 +410,8 @@ class StoreActor(FleetActor):
         results, t_begin, t_end, committed = result
         writes = 0
         for op, (ok, value, error) in zip(ops, results):
+            if op.msg is None:
+                continue                      # the periodic cleanup: not a request
             if op.write:
                 writes += 1
                 if ok and committed:
@@ -411,7 +423,7 @@ class StoreActor(FleetActor):
             if ok and op.finish is not None:
                 value = op.finish(value)
             self._reply(op.sender, op.msg, ok, value, error)
-        if writes and committed:
+        if committed and any(op.write for op in ops):
             self.counters["commits"] += 1
             self.counters["writes"] += writes
             self.commit_times.append(t_end - t_begin)

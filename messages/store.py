@@ -168,8 +168,10 @@ class KvSet:
 class StoreStats:
     """value: dict with "rows" (table -> count), "db_bytes", "wal_bytes", "user_version",
     "write_latency_ms" (count, mean, p50, p90, p99, max over recent writes: request received ->
-    COMMIT returned), "commit_ms" (same over recent transactions), "commits",
-    "writes", "max_batch", "queued"."""
+    COMMIT returned), "commit_ms" (same over recent transactions: BEGIN -> COMMIT returned),
+    counters since start ("commits", "writes", "reads", "refused", "failed", "dropped",
+    "max_batch", "purged_state", "pruned_dedup", "pruned_audit"), "queued", "journal_mode",
+    "synchronous", "path", "dedup_max"."""
     request_id: str
 
 
