@@ -8,7 +8,9 @@ the connection, and so does this one:
 - 0xeeeeeeee              -> intermediate (4-byte little-endian length)
 - 0xdddddddd              -> padded intermediate (same, 0-15 random trailing bytes)
 - bytes 4..8 == 0         -> full (len, seq_no, payload, crc32); the first packet has seq 0
-- anything else           -> unsupported (obfuscated2 is not implemented): TransportError
+- anything else           -> obfuscated2: a 64-byte random header whose AES-CTR decryption
+                             names one of the three above at bytes 56..60 (Telethon's
+                             ConnectionTcpObfuscated, MTProxy-style clients); no proxy secret
 
 A broken frame (bad crc, wrong seq, oversized length) raises TransportError: the connection
 cannot be resynchronised, so the caller logs it and closes the socket, as Telegram does.
@@ -142,6 +144,68 @@ class Full(Codec):
         return head + struct.pack("<I", zlib.crc32(head))
 
 
+class _CTR:
+    """AES-256-CTR stream (tgcrypto when installed, else Telethon's pyaes-based AESModeCTR)."""
+
+    def __init__(self, key: bytes, iv: bytes):
+        try:
+            import tgcrypto
+        except ImportError:
+            tgcrypto = None
+        self._tg = tgcrypto
+        if tgcrypto is not None:
+            self._key, self._iv, self._state = bytes(key), bytearray(iv), bytearray(1)
+        else:
+            from telethon.crypto import AESModeCTR
+            self._ctr = AESModeCTR(bytes(key), bytes(iv))
+
+    def apply(self, data: bytes) -> bytes:
+        if self._tg is not None:
+            return self._tg.ctr256_encrypt(data, self._key, self._iv, self._state)
+        return self._ctr.encrypt(data)
+
+
+class _DecryptingReader:
+    __slots__ = ("_reader", "_ctr")
+
+    def __init__(self, reader, ctr: _CTR):
+        self._reader, self._ctr = reader, ctr
+
+    async def readexactly(self, n: int) -> bytes:
+        return self._ctr.apply(await self._reader.readexactly(n))
+
+
+class Obfuscated(Codec):
+    """obfuscated2: an inner codec whose byte stream is AES-CTR encrypted both ways."""
+
+    def __init__(self, inner: Codec, reader, dec: _CTR, enc: _CTR):
+        self.inner = inner
+        self.name = "obfuscated_" + inner.name
+        self._reader = _DecryptingReader(reader, dec)
+        self._enc = enc
+
+    async def read_packet(self, reader):
+        return await self.inner.read_packet(self._reader)
+
+    def encode(self, payload):
+        return self._enc.apply(self.inner.encode(payload))
+
+
+_OBFUSCATED_TAGS = {b"\xef\xef\xef\xef": Abridged, b"\xee\xee\xee\xee": Intermediate,
+                    b"\xdd\xdd\xdd\xdd": PaddedIntermediate}
+
+
+def _obfuscated(reader, init: bytes) -> Codec:
+    dec = _CTR(init[8:40], init[40:56])
+    rev = init[55:7:-1]
+    enc = _CTR(rev[:32], rev[32:48])
+    tag = dec.apply(init)[56:60]
+    inner = _OBFUSCATED_TAGS.get(tag)
+    if inner is None:
+        raise TransportError("unknown transport (no known tag in an obfuscated2 header)")
+    return Obfuscated(inner(), reader, dec, enc)
+
+
 async def detect_codec(reader: asyncio.StreamReader) -> Codec:
     """Read the connection's first bytes and return the matching codec."""
     first = await reader.readexactly(1)
@@ -157,4 +221,7 @@ async def detect_codec(reader: asyncio.StreamReader) -> Codec:
     peek = await reader.readexactly(4)
     if peek == b"\0\0\0\0":
         return Full(head + peek)
-    raise TransportError("unknown transport (first bytes %s)" % (head + peek).hex())
+    if head[:4] in (b"GET ", b"POST", b"HEAD", b"PVrG") or head[:3] == b"\x16\x03\x01":
+        raise TransportError("unknown transport (first bytes %s)" % (head + peek).hex())
+    rest = await reader.readexactly(56)
+    return _obfuscated(reader, head + peek + rest)

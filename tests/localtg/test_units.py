@@ -66,7 +66,7 @@ def test_help_runs():
 
 
 @pytest.mark.parametrize("conn_cls", [tconn.ConnectionTcpFull, tconn.ConnectionTcpIntermediate,
-                                      tconn.ConnectionTcpAbridged])
+                                      tconn.ConnectionTcpAbridged, tconn.ConnectionTcpObfuscated])
 def test_every_plain_transport_works_with_telethon(tg, ctl, conn_cls):
     bot = ctl.create_account("bot")
     user = ctl.create_account("user")
