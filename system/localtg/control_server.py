@@ -14,6 +14,7 @@ import json
 import logging
 import urllib.parse
 
+from .tlcodec import read_object
 from .world import WorldError, marked_id, unmark
 
 log = logging.getLogger(__name__)
@@ -125,7 +126,16 @@ class ControlServer:
         return {"id": m.id, "from_id": m.from_id, "peer": marked_id(kind, ident), "text": m.text,
                 "reply_to": m.reply_to, "date": m.date, "media": m.media["kind"] if m.media else None,
                 "grouped_id": m.grouped_id, "fwd_from": fwd, "edited": m.edit_date is not None,
-                "post": m.post, "out": m.from_id == viewer}
+                "post": m.post, "out": m.from_id == viewer, "entities": self._entities(m)}
+
+    @staticmethod
+    def _entities(m):
+        out = []
+        for h in m.entities or ():
+            e = read_object(bytes.fromhex(h))
+            out.append({"type": type(e).__name__, "offset": e.offset, "length": e.length,
+                        **({"url": e.url} if hasattr(e, "url") else {})})
+        return out
 
     def chat_dict(self, c) -> dict:
         return {"chat_id": c.chat_id, "peer_id": marked_id(c.peer_kind, c.chat_id), "kind": c.kind,

@@ -101,6 +101,7 @@ class Renderer:
             fwd_from=fwd,
             reply_to=T.MessageReplyHeader(reply_to_msg_id=m.reply_to) if m.reply_to else None,
             media=self.media(m.media), edit_date=m.edit_date, grouped_id=m.grouped_id,
+            entities=[RawBytes(bytes.fromhex(e)) for e in m.entities] if m.entities else None,
             views=1 if m.post else None, forwards=0 if m.post else None,
         )
 

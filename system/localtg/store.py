@@ -33,7 +33,7 @@ CREATE TABLE IF NOT EXISTS members (
 CREATE TABLE IF NOT EXISTS messages (
     id INTEGER PRIMARY KEY, from_id INTEGER, peer_kind TEXT, peer_id INTEGER, date INTEGER,
     text TEXT, reply_to INTEGER, media TEXT, grouped_id INTEGER, fwd TEXT, edit_date INTEGER,
-    deleted INTEGER, post INTEGER);
+    deleted INTEGER, post INTEGER, entities TEXT);
 CREATE TABLE IF NOT EXISTS events (
     owner_kind TEXT, owner_id INTEGER, pts INTEGER, kind TEXT, msg_ids TEXT, date INTEGER,
     PRIMARY KEY (owner_kind, owner_id, pts));
@@ -52,6 +52,9 @@ class Store:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
+        cols = {row[1] for row in self.db.execute("PRAGMA table_info(messages)")}
+        if "entities" not in cols:  # forward migration for stores created before entities
+            self.db.execute("ALTER TABLE messages ADD COLUMN entities TEXT")
         self.db.execute("PRAGMA user_version=%d" % SCHEMA_VERSION)
         self._pending: list[tuple[str, tuple]] = []
         self._timer = None
@@ -129,10 +132,11 @@ class Store:
         self.write("INSERT OR REPLACE INTO members VALUES (?,?,?)", (chat_id, user_id, role))
 
     def put_message(self, m) -> None:
-        self.write("INSERT OR REPLACE INTO messages VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        self.write("INSERT OR REPLACE INTO messages VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                    (m.id, m.from_id, m.peer_kind, m.peer_id, m.date, m.text, m.reply_to,
                     json.dumps(m.media) if m.media else None, m.grouped_id,
-                    json.dumps(m.fwd) if m.fwd else None, m.edit_date, int(m.deleted), int(m.post)))
+                    json.dumps(m.fwd) if m.fwd else None, m.edit_date, int(m.deleted), int(m.post),
+                    json.dumps(m.entities) if m.entities else None))
 
     def put_event(self, owner_kind: str, owner_id: int, pts: int, kind: str, msg_ids, date: int) -> None:
         self.write("INSERT OR REPLACE INTO events VALUES (?,?,?,?,?,?)",

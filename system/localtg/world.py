@@ -101,6 +101,7 @@ class Message:
     edit_date: int | None = None
     deleted: bool = False
     post: bool = False
+    entities: list | None = None  # serialized TL MessageEntity objects, hex
 
 
 def marked_id(kind: str, ident: int) -> int:
@@ -191,7 +192,8 @@ class World:
                         date=r["date"], text=r["text"] or "", reply_to=r["reply_to"],
                         media=json.loads(r["media"]) if r["media"] else None, grouped_id=r["grouped_id"],
                         fwd=json.loads(r["fwd"]) if r["fwd"] else None, edit_date=r["edit_date"],
-                        deleted=bool(r["deleted"]), post=bool(r["post"]))
+                        deleted=bool(r["deleted"]), post=bool(r["post"]),
+                        entities=json.loads(r["entities"]) if r.get("entities") else None)
             self.messages[m.id] = m
             self.next_msg_id = max(self.next_msg_id, m.id + 1)
             self._index_message(m)
@@ -352,7 +354,8 @@ class World:
         return fid
 
     def post_message(self, sender_id: int, kind: str, ident: int, text: str = "", *, reply_to=None,
-                     media=None, grouped_id=None, fwd=None, origin=None, random_id=None) -> tuple:
+                     media=None, grouped_id=None, fwd=None, origin=None, random_id=None,
+                     entities=None) -> tuple:
         """Create a message from `sender_id` in dialog (kind, ident) as the sender sees it and
         deliver it. Returns (message, pts for the sender's response, pts_count)."""
         sender = self.account(sender_id)
@@ -375,7 +378,7 @@ class World:
             reply_to = None
         m = Message(id=self.next_msg_id, from_id=sender.user_id, peer_kind=kind, peer_id=ident,
                     date=int(time.time()), text=text, reply_to=reply_to, media=media,
-                    grouped_id=grouped_id, fwd=fwd, post=post)
+                    grouped_id=grouped_id, fwd=fwd, post=post, entities=entities or None)
         self.next_msg_id += 1
         self.messages[m.id] = m
         self.store.put_message(m)
@@ -416,7 +419,7 @@ class World:
         return m
 
     def edit_message(self, editor_id: int, kind: str, ident: int, msg_id: int, text=None, media=None,
-                     origin=None):
+                     origin=None, entities=None):
         m = self.get_message(editor_id, msg_id)
         if m is None or self.peer_for(m, editor_id) != (kind, ident):
             raise WorldError(400, "MESSAGE_ID_INVALID")
@@ -428,6 +431,8 @@ class World:
             m.text = text
         if media is not None:
             m.media = media
+        if text is not None:
+            m.entities = entities or None
         m.edit_date = int(time.time())
         self.store.put_message(m)
         pts_by_user, chan_pts = self._log_event(m, "edit", [m.id])

@@ -203,3 +203,38 @@ def test_participants_and_entities(tg, ctl):
     assert {p.id for p in parts} == {bot["user_id"], user["user_id"]}
     assert {p.id for p in basic} == {bot["user_id"], user["user_id"]}
     assert ent.megagroup and ent.title == "sg" and me_in.is_admin
+
+
+def test_formatting_entities_survive_send_forward_and_edit(tg, ctl):
+    bot = ctl.create_account("bot")
+    user = ctl.create_account("user")
+    grp = ctl.create_chat("group", "fmt", [bot["user_id"], user["user_id"]])
+
+    async def main():
+        b = telethon_client(bot, tg.host, tg.port)
+        p = pyrogram_client(user, tg.host, tg.port)
+        got = asyncio.Queue()
+
+        @p.on_message()
+        async def h(_c, m):
+            if not m.outgoing:
+                await got.put(m)
+
+        await b.start()
+        await p.start()
+        m = await b.send_message(user["user_id"], "**bold** and [link](https://example.org)")
+        seen = await next_item(got)
+        await b.forward_messages(grp["peer_id"], m)
+        fwd_seen = await next_item(got)
+        await b.disconnect()
+        await p.stop()
+        return m, seen, fwd_seen
+
+    m, seen, fwd_seen = run(main())
+    assert m.raw_text == "bold and link" and len(m.entities) == 2
+    assert seen.text == "bold and link"
+    assert [e.type.name for e in seen.entities] == ["BOLD", "TEXT_LINK"] and seen.entities[1].url == "https://example.org"
+    assert [e.type.name for e in fwd_seen.entities] == ["BOLD", "TEXT_LINK"]
+    info = ctl.received(user["user_id"])[0]["entities"]
+    assert info[0] == {"type": "MessageEntityBold", "offset": 0, "length": 4}
+    assert info[1]["url"] == "https://example.org"

@@ -19,7 +19,7 @@ from telethon.tl import types as T
 from ..tlcodec import tl_bool
 from ..world import WorldError
 from .base import rpc
-from .messages import reply_id, sent_result
+from .messages import entities_in, reply_id, sent_result
 
 MAX_UPLOAD_BYTES = 512 * 1024 * 1024  # all pending parts together
 
@@ -105,7 +105,8 @@ def send_media(ctx, req):
     ctx.check_flood(kind, ident)
     media = resolve_input_media(ctx, req.media)
     m, pts = ctx.world.post_message(ctx.user_id, kind, ident, req.message or "", media=media,
-                                    reply_to=reply_id(req.reply_to), origin=ctx.conn)
+                                    reply_to=reply_id(req.reply_to), origin=ctx.conn,
+                                    entities=entities_in(ctx, req.entities))
     return sent_result(ctx, [(m, pts, req.random_id)])
 
 
@@ -120,7 +121,8 @@ def send_multi_media(ctx, req):
     items = []
     for single, media in zip(req.multi_media, medias):
         m, pts = ctx.world.post_message(ctx.user_id, kind, ident, single.message or "", media=media,
-                                        grouped_id=gid, reply_to=reply_id(req.reply_to), origin=ctx.conn)
+                                        grouped_id=gid, reply_to=reply_id(req.reply_to), origin=ctx.conn,
+                                        entities=entities_in(ctx, single.entities))
         items.append((m, pts, single.random_id))
     return sent_result(ctx, items)
 

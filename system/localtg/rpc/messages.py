@@ -26,13 +26,30 @@ def reply_id(reply_to):
     return None
 
 
+def entities_in(ctx, entities):
+    """Request entities -> stored form (hex TL); input mention entities become output ones."""
+    if not entities:
+        return None
+    out = []
+    for e in entities:
+        if isinstance(e, T.InputMessageEntityMentionName):
+            try:
+                uid = ctx.user(e.user_id)
+            except WorldError:
+                continue
+            e = T.MessageEntityMentionName(offset=e.offset, length=e.length, user_id=uid)
+        out.append(bytes(e).hex())
+    return out
+
+
 def sent_result(ctx, items):
     """items: [(message, pts, random_id)] created by the caller in one request."""
     uid = ctx.user_id
     if len(items) == 1:
         m, pts, _rid = items[0]
         if m.peer_kind == "user" and not m.media and not m.fwd:
-            return T.UpdateShortSentMessage(id=m.id, pts=pts, pts_count=1, date=m.date, out=True)
+            return T.UpdateShortSentMessage(id=m.id, pts=pts, pts_count=1, date=m.date, out=True,
+                                            entities=ctx.render.message(m, uid).entities)
     updates = [T.UpdateMessageID(id=m.id, random_id=rid) for m, _pts, rid in items if rid is not None]
     for m, pts, _rid in items:
         tl = ctx.render.message(m, uid)
@@ -52,7 +69,7 @@ def send_message(ctx, req):
     kind, ident = ctx.peer(req.peer)
     ctx.check_flood(kind, ident)
     m, pts = ctx.world.post_message(ctx.user_id, kind, ident, req.message, reply_to=reply_id(req.reply_to),
-                                    origin=ctx.conn)
+                                    origin=ctx.conn, entities=entities_in(ctx, req.entities))
     return sent_result(ctx, [(m, pts, req.random_id)])
 
 
@@ -86,7 +103,7 @@ def forward_messages(ctx, req):
             gid = groups.setdefault(src.grouped_id, int.from_bytes(os.urandom(7), "little"))
         text = "" if (req.drop_media_captions and src.media) else src.text
         m, pts = w.post_message(ctx.user_id, tk, ti, text, media=src.media, grouped_id=gid, fwd=fwd,
-                                origin=ctx.conn)
+                                origin=ctx.conn, entities=src.entities if text else None)
         items.append((m, pts, random_ids[n] if n < len(random_ids) else None))
     return sent_result(ctx, items)
 
@@ -99,7 +116,7 @@ def edit_message(ctx, req):
         from .media import resolve_input_media  # local import: media imports this module
         media = resolve_input_media(ctx, req.media)
     m, pts = ctx.world.edit_message(ctx.user_id, kind, ident, req.id, text=req.message, media=media,
-                                    origin=ctx.conn)
+                                    origin=ctx.conn, entities=entities_in(ctx, req.entities))
     tl = ctx.render.message(m, ctx.user_id)
     upd = T.UpdateEditChannelMessage(tl, pts, 1) if m.peer_kind == "channel" else T.UpdateEditMessage(tl, pts, 1)
     users, chats = ctx.render.entities_for([m], ctx.user_id)
