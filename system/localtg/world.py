@@ -247,10 +247,19 @@ class World:
                     access_hash=int.from_bytes(os.urandom(8), "little", signed=True),
                     simulated=simulated, created=int(time.time()))
         self._index_account(a)
+        self._start_log(self.user_events, "u", uid)
+        a.pts = 1
         if provision_key:
             a.provisioned_key_id = self.add_auth_key(os.urandom(256), uid)
         self.store.put_account(a)
         return a
+
+    def _start_log(self, logs: dict, owner_kind: str, owner_id: int) -> None:
+        """pts logs start with a no-op event at pts 1: clients treat pts 0 as "no state"
+        (Telethon's NO_SEQ), so a real account or channel never has pts 0."""
+        now = int(time.time())
+        logs[owner_id] = [(1, "noop", [], now)]
+        self.store.put_event(owner_kind, owner_id, 1, "noop", [], now)
 
     def add_auth_key(self, key: bytes, user_id: int | None = None) -> int:
         key_id = AuthKey(key).key_id
@@ -300,6 +309,9 @@ class World:
         self.chats[c.chat_id] = c
         if username:
             self.by_username[username.lower()] = (c.peer_kind, c.chat_id)
+        if c.is_channel:
+            self._start_log(self.chan_events, "c", c.chat_id)
+            c.pts = 1
         self.store.put_chat(c)
         creator_id = creator_id if creator_id is not None else (list(admin_ids) or member_ids or [None])[0]
         for uid in dict.fromkeys(list(member_ids) + [int(a) for a in admin_ids]):

@@ -83,7 +83,7 @@ def test_world_survives_a_restart(tmp_path):
             return state, history_ok
 
         state, ok = run(main())
-        assert ok and state.pts == 3  # three events in the bot's pts log, kept across the restart
+        assert ok and state.pts == 4  # pts 1 (start) + three events, kept across the restart
 
 
 def test_crowd_with_a_telethon_echo_bot(tg, ctl):

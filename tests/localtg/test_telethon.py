@@ -190,3 +190,32 @@ def test_flood_wait_surfaces_as_flood_wait_error(tg, ctl):
     assert 1 <= sent < 20 and seconds >= 1
     stats = ctl.flood_stats()
     assert stats["limits_on"] and stats["by_account"][str(bot["user_id"])] == before + 1
+
+
+def test_sqlite_session_file_survives_a_new_client_object(tg, ctl, tmp_path):
+    bot = ctl.create_account("bot")
+    user = ctl.create_account("user")
+    path = str(tmp_path / "bot.session")
+
+    async def first():
+        c = client(tg, bot, session=path)
+        await c.start()
+        await c.get_me()
+        await c.disconnect()
+
+    async def second():
+        c = client(tg, bot, session=path, catch_up=True)
+        got = asyncio.Queue()
+
+        @c.on(events.NewMessage(incoming=True))
+        async def h(ev):
+            await got.put(ev.raw_text)
+
+        await c.start()
+        text = await next_item(got)
+        await c.disconnect()
+        return text
+
+    run(first())
+    ctl.send_as(user["user_id"], bot["user_id"], "while the process was down")
+    assert run(second()) == "while the process was down"
