@@ -19,7 +19,8 @@ import traceback
 from thespian.actors import (Actor, ActorExitRequest, ChildActorExited, PoisonMessage,
                              WakeupMessage, WatchMessage)
 
-from messages.lifecycle import BridgeWake, Crashed, Probe, ProbeReply, Start, Started, Stop
+from messages.lifecycle import (BridgeWake, Crashed, EnvUpdate, Probe, ProbeReply, Start, Started,
+                                Stop)
 from system.bridge import Bridge
 from system.procguard import guard_actor_process
 
@@ -56,6 +57,8 @@ class FleetActor(Actor):
         if isinstance(msg, (WatchMessage, BridgeWake)):
             if self.bridge is not None:
                 for item in self.bridge.drain():
+                    if self._stopped:
+                        break   # results that arrive after on_stop have no one to go to
                     self.on_bridge(item)
         elif isinstance(msg, Start):
             self._handle_start(msg, sender)
@@ -65,6 +68,9 @@ class FleetActor(Actor):
             self._run_stop()
         elif isinstance(msg, Probe):
             self.on_probe(msg, sender)
+        elif isinstance(msg, EnvUpdate):
+            self.env = dict(self.env, **{msg.key: msg.address})
+            self.on_env_update(msg)
         elif isinstance(msg, WakeupMessage):
             self._handle_wakeup(msg)
         elif isinstance(msg, ChildActorExited):
@@ -179,6 +185,9 @@ class FleetActor(Actor):
         """A clean stop was asked; supervisors override it to stop their children first."""
         self._run_stop()
         self.send(self.myAddress, ActorExitRequest())
+
+    def on_env_update(self, msg: EnvUpdate):
+        """A shared service moved; `self.env` is already updated (supervisors pass it on)."""
 
     def on_probe(self, msg: Probe, sender):
         """Health probe; the default answers at once. Actors with a worker thread override this

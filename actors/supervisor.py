@@ -28,9 +28,9 @@ from thespian.actors import ActorExitRequest
 
 from actors.base import FleetActor
 from messages.lifecycle import (PERMANENT, TEMPORARY, TRANSIENT, AddChild, ChildCommand,
-                                ChildCommandResult, ChildSpec, Crashed, Finished,
+                                ChildAddress, ChildCommandResult, ChildSpec, Crashed, Finished,
                                 LifecycleEvent, Probe, ProbeReply, Start, Started, StatusRow,
-                                Stop, TreeStatus, TreeStatusRequest)
+                                Stop, TreeStatus, TreeStatusRequest, WhereIs)
 from system.backoff import Backoff
 
 ONE_FOR_ONE, ONE_FOR_ALL, REST_FOR_ONE = "one_for_one", "one_for_all", "rest_for_one"
@@ -168,13 +168,23 @@ class Supervisor(FleetActor):
                 self._run_stop()
                 self.send(self.myAddress, ActorExitRequest())
 
-    def op_done(self, kind: str, child_id: str):
+    def op_done(self, kind: str, child_id: str, advance: bool = True):
         """The head op for `child_id` completed (Started / exit seen)."""
         if self.ops and self.ops[0][0] == kind and self.ops[0][1] == child_id:
             self.ops.popleft()
             self.waiting = False
             self.cancel_timer("resume")
-            self.advance()
+            if advance:
+                self.advance()
+
+    def queue_first(self, new_ops: list):
+        """Recovery goes before queued work (e.g. before reporting Started), but never in
+        front of an operation that is already waiting for its answer."""
+        head = self.ops.popleft() if (self.waiting and self.ops) else None
+        for op in reversed(new_ops):
+            self.ops.appendleft(op)
+        if head is not None:
+            self.ops.appendleft(head)
 
     def on_timer(self, name):
         if name == "resume":
@@ -267,8 +277,9 @@ class Supervisor(FleetActor):
         if not child.last_error:
             child.last_error = "exited during start" if was_starting else "process exited"
         if was_starting:
-            self.op_done("start", cid)
+            self.op_done("start", cid, advance=False)
         self.child_failed(child)
+        self.advance()
 
     # ---- failure handling ----------------------------------------------------------------
     def child_failed(self, child: Child):
@@ -300,15 +311,13 @@ class Supervisor(FleetActor):
             group = list(self.order)
         else:
             group = self.order[idx:]
-        for other in reversed(group):
-            if other != cid:
-                self.ops.append(("stop", other))
-        self.ops.append(("delay", delay))
+        new_ops = [("stop", other) for other in reversed(group) if other != cid]
+        new_ops.append(("delay", delay))
         for other in group:
             if other != cid:
                 self.children[other].restarts += 1   # restarted along with the failed one
-            self.ops.append(("start", other))
-        self.advance()
+            new_ops.append(("start", other))
+        self.queue_first(new_ops)
 
     def escalate(self, reason: str):
         """Intensity exceeded: stop every child in reverse order, then fail upward."""
@@ -399,6 +408,13 @@ class Supervisor(FleetActor):
         self.ops.append(("reply", sender, ChildCommandResult(msg.request_id, True)))
         self.advance()
 
+    def on_WhereIs(self, msg: WhereIs, sender):
+        child = self.children.get(msg.child_id)
+        running = child is not None and child.state == "running"
+        self.send(sender, ChildAddress(msg.request_id, msg.child_id,
+                                       child.addr if running else None,
+                                       child.state if child else "unknown"))
+
     # ---- status --------------------------------------------------------------------------
     def own_rows(self) -> list[StatusRow]:
         now = time.time()
@@ -443,10 +459,16 @@ class Supervisor(FleetActor):
     def emit(self, event: str, path: str, reason: str = ""):
         ev = LifecycleEvent(time.time(), path, event, reason[:500])
         for key in ("store", "metrics"):
-            addr = self.env.get(key)
+            addr = self.child_env.get(key)
             if addr is not None:
                 self.send(addr, ev)
         self.on_lifecycle_event(ev)
+
+    def on_env_update(self, msg):
+        self.child_env[msg.key] = msg.address
+        for child in self.children.values():
+            if child.addr is not None and child.state in ("running", "starting"):
+                self.send(child.addr, msg)
 
     def on_lifecycle_event(self, ev: LifecycleEvent):
         """Hook for the root supervisor (metrics of its own)."""

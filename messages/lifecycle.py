@@ -137,3 +137,26 @@ class LifecycleEvent:
     path: str
     event: str
     reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class EnvUpdate:
+    """A shared service (store, rate limiter, ...) was restarted and has a new address: the root
+    tells every child, supervisors pass it down, every actor updates `self.env[key]`."""
+    key: str
+    address: object
+
+
+@dataclass(frozen=True, slots=True)
+class WhereIs:
+    """Ask a supervisor for the current address of one of its children."""
+    child_id: str
+    request_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ChildAddress:
+    request_id: str
+    child_id: str
+    address: object           # None when the child is not running
+    state: str = ""

@@ -47,7 +47,8 @@ def thespian_log_defs(level: int = logging.WARNING, log_file: str | None = None)
     return {
         "version": 1,
         "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-        "handlers": {"main": dict(handler, formatter="plain")},
+        "filters": {"deathsig": {"()": "system.procguard.DeathSignalFilter"}},
+        "handlers": {"main": dict(handler, formatter="plain", filters=["deathsig"])},
         "root": {"handlers": ["main"], "level": level},
         "disable_existing_loggers": False,
     }
@@ -61,6 +62,7 @@ class FleetSystem:
             raise ValueError(f"system.base must be one of {BASES}, got {base!r}")
         self.base = base
         self.bind_host = bind_host
+        self.top_level: list = []
         os.environ[MAIN_PID_ENV] = str(os.getpid())
         os.environ.setdefault("THESPLOG_FILE", os.path.join(tempfile.gettempdir(),
                                                             f"tgfleet-thespian-{os.getpid()}.log"))
@@ -85,15 +87,27 @@ class FleetSystem:
             self.runner = None
 
     def create(self, actor_class: str, global_name: str | None = None):
-        return self.asys.createActor(actor_class, globalName=global_name)
+        addr = self.asys.createActor(actor_class, globalName=global_name)
+        self.top_level.append(addr)
+        return addr
 
     def tell(self, addr, msg):
         self.asys.tell(addr, msg)
 
-    def ask(self, addr, msg, timeout: float = 5.0):
+    def ask(self, addr, msg, timeout: float = 5.0, expect: type | tuple | None = None):
+        """Send `msg` and wait for a reply; with `expect`, replies of other types (late answers
+        to earlier tells) are skipped until one of the expected type arrives."""
+        deadline = time.monotonic() + timeout
         if self.runner is not None:
-            return self.runner.ask(addr, msg, timeout)
-        return self.asys.ask(addr, msg, timeout)
+            resp = self.runner.ask(addr, msg, timeout)
+        else:
+            resp = self.asys.ask(addr, msg, timeout)
+        while expect is not None and resp is not None and not isinstance(resp, expect):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            resp = self.listen(left)
+        return resp
 
     def listen(self, timeout: float):
         if self.runner is not None:
@@ -113,4 +127,15 @@ class FleetSystem:
         return bool(predicate())
 
     def shutdown(self):
+        """Stop every top-level actor (so each runs on_stop and ends its threads), then the
+        system. simpleSystemBase's own shutdown only unloads sources and would leave them."""
+        from thespian.actors import ActorExitRequest
+        for addr in reversed(self.top_level):
+            try:
+                self.asys.tell(addr, ActorExitRequest())
+            except Exception as exc:   # a dead system must still be shut down below
+                logging.getLogger("tgfleet.boot").warning("exit request failed: %s", exc)
+        self.top_level.clear()
+        if self.runner is not None:
+            self.runner.pump(0.05)
         self.asys.shutdown()

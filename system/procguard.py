@@ -47,3 +47,18 @@ def guard_actor_process(parent_pid_expected: int | None = None) -> None:
     # The parent may already have died between fork and prctl: then we are an orphan already.
     if parent_pid_expected is not None and os.getppid() != parent_pid_expected:
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+class DeathSignalFilter:
+    """A logging filter whose construction binds the process to its parent.
+
+    thespian's logger process is forked by the admin and configured from our `logDefs`; it runs
+    none of our actor code, so this filter (named in logDefs) is the one hook we have in it. When
+    the admin is SIGKILLed, the logger would otherwise survive and keep the admin port open."""
+
+    def __init__(self):
+        if in_own_process():
+            set_parent_death_signal(signal.SIGKILL)
+
+    def filter(self, record) -> bool:
+        return True

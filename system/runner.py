@@ -40,6 +40,7 @@ class InProcessRunner:
         returns that response (or None)."""
         deadline = time.monotonic() + timeout
         while True:
+            self.base._realizeWakeups()   # listen(0) alone never fires a timer that is due
             resp = self.asys.listen(0)
             if resp is not None:
                 return resp

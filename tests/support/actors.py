@@ -108,3 +108,41 @@ class CtorFails(FleetActor):
     def __init__(self, *a, **kw):
         super().__init__(*a, **kw)
         raise RuntimeError("constructor fails on purpose")
+
+
+def ctor_journal_path() -> str:
+    return os.path.join("/tmp", f"tgfleet-ctorfails-{os.environ.get('TGFLEET_MAIN_PID', '0')}.log")
+
+
+class CountingCtorFails(FleetActor):
+    """Constructor raises, journaling each call so a test can count creations (thespian sends
+    ChildActorExited twice for these; the supervisor must count one failure per creation)."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        journal(ctor_journal_path(), "ctor")
+        raise RuntimeError("constructor fails on purpose")
+
+
+@dataclass(frozen=True)
+class GetEvents:
+    pass
+
+
+@dataclass(frozen=True)
+class Events:
+    events: tuple
+
+
+class EventCollector(FleetActor):
+    """Stands where the store would be: records every LifecycleEvent a supervisor emits."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.events = []
+
+    def on_LifecycleEvent(self, msg, sender):
+        self.events.append(msg)
+
+    def on_GetEvents(self, msg, sender):
+        self.send(sender, Events(tuple(self.events)))
