@@ -229,6 +229,8 @@ class Supervisor(FleetActor):
         child.started_at = time.time()
         child.backoff.started(time.monotonic())
         self.cancel_timer(f"deadline:{child.spec.id}:{child.gen}")
+        # Later siblings find earlier ones here (the bot finds its backend).
+        self.child_env[f"sibling.{child.spec.id}"] = sender
         self.emit("started", f"{self.path}/{child.spec.id}")
         self.op_done("start", child.spec.id)
 
