@@ -45,6 +45,7 @@ class Child:
     pid: int = 0
     last_pid: int = 0
     restarts: int = 0
+    restart_times: collections.deque = field(default_factory=collections.deque)
     started_at: float = 0.0
     last_error: str = ""
     manual_stop: bool = False
@@ -88,6 +89,10 @@ class Supervisor(FleetActor):
         self.probe_misses = int(args.get("probe_misses", 3))
         self.start_timeout = float(args.get("start_timeout", 15.0))
         self.backoff_args = dict(args.get("backoff", {}))
+        # 'supervisor': OTP's rule, too many restarts fail this supervisor upward.
+        # 'child': a child past the intensity is given up on (state 'failed', an escalation
+        # event) while its siblings keep running: one broken bot must not stop the fleet.
+        self.intensity_scope = args.get("intensity_scope", "supervisor")
         self.children: dict[str, Child] = {}
         self.order: list[str] = []
         self.restart_times: collections.deque = collections.deque()
@@ -165,6 +170,7 @@ class Supervisor(FleetActor):
             elif name == "escalated":
                 self.finish_escalation(op[1])
             elif name == "exit":
+                self.before_exit()
                 self._run_stop()
                 self.send(self.myAddress, ActorExitRequest())
 
@@ -296,12 +302,20 @@ class Supervisor(FleetActor):
             child.state = "stopped" if normal else "failed"
             return
         now = time.monotonic()
-        self.restart_times.append(now)
-        while self.restart_times and now - self.restart_times[0] > self.period:
-            self.restart_times.popleft()
-        if len(self.restart_times) > self.intensity:
-            self.escalate(f"{cid} failed {len(self.restart_times)} times within "
-                          f"{self.period:g}s (intensity {self.intensity}): {child.last_error}")
+        times = child.restart_times if self.intensity_scope == "child" else self.restart_times
+        times.append(now)
+        while times and now - times[0] > self.period:
+            times.popleft()
+        if len(times) > self.intensity:
+            reason = (f"{cid} failed {len(times)} times within {self.period:g}s "
+                      f"(intensity {self.intensity}): {child.last_error}")
+            if self.intensity_scope == "child":
+                child.state = "failed"
+                child.last_error = "escalation: " + reason
+                self.emit("escalation", path, reason)
+                self.log.error("%s: giving up on %s: %s", self.path, cid, reason)
+                return
+            self.escalate(reason)
             return
         delay = child.backoff.next_delay(now)
         child.restarts += 1
@@ -334,6 +348,9 @@ class Supervisor(FleetActor):
             self.ops.append(("stop", cid))
         self.ops.append(("escalated", reason))
         self.advance()
+
+    def before_exit(self):
+        """Runs after every child stopped on a clean stop, just before this supervisor exits."""
 
     def finish_escalation(self, reason: str):
         if self.parent is not None:

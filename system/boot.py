@@ -57,7 +57,8 @@ def thespian_log_defs(level: int = logging.WARNING, log_file: str | None = None)
 class FleetSystem:
     def __init__(self, base: str = "inprocess", admin_port: int | None = None,
                  bind_host: str = "127.0.0.1", log_level: int = logging.WARNING,
-                 log_file: str | None = None, capabilities: dict | None = None):
+                 log_file: str | None = None, capabilities: dict | None = None,
+                 log_defs: dict | None = None):
         if base not in BASES:
             raise ValueError(f"system.base must be one of {BASES}, got {base!r}")
         self.base = base
@@ -68,11 +69,11 @@ class FleetSystem:
                                                             f"tgfleet-thespian-{os.getpid()}.log"))
         os.environ.setdefault("THESPLOG_THRESHOLD", "WARNING")
         bind_loopback(bind_host)
+        defs = log_defs or thespian_log_defs(log_level, log_file)
         if base == "inprocess":
             self.admin_port = None
             self.asys = ActorSystem("simpleSystemBase", capabilities or {},
-                                    logDefs=thespian_log_defs(log_level, log_file),
-                                    transientUnique=True)
+                                    logDefs=defs, transientUnique=True)
             self.runner = InProcessRunner(self.asys)
         else:
             self.admin_port = admin_port or free_port(bind_host)
@@ -81,8 +82,7 @@ class FleetSystem:
                                    "(another tgfleet system is running?)")
             caps = {"Admin Port": self.admin_port}
             caps.update(capabilities or {})
-            self.asys = ActorSystem("multiprocTCPBase", caps,
-                                    logDefs=thespian_log_defs(log_level, log_file),
+            self.asys = ActorSystem("multiprocTCPBase", caps, logDefs=defs,
                                     transientUnique=True)
             self.runner = None
 

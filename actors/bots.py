@@ -1,0 +1,79 @@
+"""The bots supervisor: one BotGroup (backend, then bot; rest_for_one) per configured bot.
+
+Bot definitions live in the store (created by `ctl create`, or imported from the config file's
+`[[bots]]` on first start), so a restart of the system brings back the same fleet. Restart
+intensity is counted per bot (`intensity_scope = 'child'`): a bot that keeps crashing is given up
+on and shown as failed, while every other bot keeps running.
+"""
+from __future__ import annotations
+
+import os
+
+from actors.supervisor import REST_FOR_ONE, Supervisor
+from messages.lifecycle import AddChild, ChildSpec
+from messages.store import ListBotConfigs, PutBotConfig, StoreReply
+
+BACKENDS = {
+    "telethon": "actors.backends.telethon_backend.TelethonBackend",
+    "pyrogram": "actors.backends.pyrogram_backend.PyrogramBackend",
+    "tdlib": "actors.backends.tdlib_backend.TdlibBackend",
+}
+
+
+def bot_group_spec(cfg: dict, data_dir: str, sup_args: dict) -> ChildSpec:
+    """The BotGroup child spec for one validated bot config."""
+    name = cfg["name"]
+    backend_args = dict(cfg, data_dir=os.path.join(data_dir, "sessions", name))
+    children = [
+        ChildSpec("backend", BACKENDS[cfg["library"]], backend_args, kind="backend",
+                  shutdown_timeout=10),
+        ChildSpec("bot", "actors.bot.BotActor", dict(cfg), kind="bot"),
+    ]
+    args = {"strategy": REST_FOR_ONE, "children": children,
+            "intensity": sup_args.get("intensity", 5), "period": sup_args.get("period", 60),
+            "probe_interval": sup_args.get("probe_interval", 2.0),
+            "probe_misses": sup_args.get("probe_misses", 3),
+            "backoff": sup_args.get("backoff", {})}
+    return ChildSpec(name, "actors.supervisor.BotGroup", args, kind="supervisor",
+                     shutdown_timeout=20)
+
+
+class BotsSupervisor(Supervisor):
+    """Start.args: bots (config-file bots), data_dir, plus the usual supervisor args."""
+
+    def on_start(self, args):
+        self.data_dir = args.get("data_dir", "./var")
+        self.file_bots = list(args.get("bots", []))
+        self.group_args = {k: args[k] for k in ("probe_interval", "probe_misses", "backoff")
+                           if k in args}
+        super().on_start(dict(args, children=[]))
+        store = self.env.get("store")
+        if store is None:
+            for cfg in self.file_bots:
+                self.add_bot(cfg)
+        else:
+            self.send(store, ListBotConfigs("bots:list"))
+
+    def add_bot(self, cfg: dict, request_id: str = "", reply_to=None):
+        spec = bot_group_spec(cfg, self.data_dir, self.group_args)
+        self.on_AddChild(AddChild(spec, bool(cfg.get("enabled", True)), request_id),
+                         reply_to or self.myAddress)
+
+    def on_StoreReply(self, msg: StoreReply, sender):
+        if msg.request_id != "bots:list":
+            return
+        if not msg.ok:
+            self.log.error("could not load bot configs from the store: %s", msg.error)
+            stored = {}
+        else:
+            stored = dict(msg.value or {})
+        for cfg in self.file_bots:   # import config-file bots the store does not know yet
+            if cfg["name"] not in stored:
+                stored[cfg["name"]] = cfg
+                self.send(sender, PutBotConfig(f"bots:import:{cfg['name']}", cfg["name"], cfg))
+        for name in sorted(stored):
+            self.add_bot(stored[name])
+
+    def on_ChildCommandResult(self, msg, sender):
+        if not msg.ok:
+            self.log.warning("bot group command %s failed: %s", msg.request_id, msg.error)

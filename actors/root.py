@@ -1,0 +1,116 @@
+"""The root supervisor: starts the tree in order, keeps the shared services' addresses current,
+and keeps the metrics exporter's view of the tree (TreeSnapshot, readiness) fresh.
+
+Order (and reverse on stop): metrics exporter, store, rate limiter, event bus, the bots
+supervisor (one BotGroup per bot), then the control actor — control comes last so that every
+command it accepts finds the services it needs already running.
+"""
+from __future__ import annotations
+
+import os
+
+from thespian.actors import ActorExitRequest
+
+from actors.supervisor import ONE_FOR_ONE, Supervisor
+from messages.lifecycle import ChildSpec, EnvUpdate, Started, TreeStatus, TreeStatusRequest
+from messages.system import RootExited
+from system.metrics_client import tree_snapshot
+
+SERVICES = ("metrics", "store", "ratelimit", "eventbus", "bots", "control")
+
+
+def root_children(cfg: dict) -> list[ChildSpec]:
+    sysc, sup = cfg["system"], cfg["supervision"]
+    data_dir = os.path.abspath(sysc["data_dir"])
+    return [
+        ChildSpec("metrics", "actors.metrics.MetricsExporter",
+                  {"host": cfg["metrics"]["host"], "port": cfg["metrics"]["port"],
+                   "endpoint_file": os.path.join(data_dir, "metrics.json")}, kind="metrics"),
+        ChildSpec("store", "actors.store.StoreActor",
+                  {"path": os.path.abspath(cfg["store"]["path"]),
+                   "synchronous": cfg["store"]["synchronous"],
+                   "dedup_max": cfg["store"]["dedup_max"]}, kind="store", shutdown_timeout=10),
+        ChildSpec("ratelimit", "actors.ratelimit.RateLimiterActor", dict(cfg["ratelimit"]),
+                  kind="ratelimit"),
+        ChildSpec("eventbus", "actors.eventbus.EventBus", {}, kind="eventbus"),
+        ChildSpec("bots", "actors.bots.BotsSupervisor",
+                  {"bots": cfg.get("bots", []), "data_dir": data_dir,
+                   "strategy": ONE_FOR_ONE, "intensity_scope": "child",
+                   "intensity": sup["bot_intensity"], "period": sup["bot_period_s"],
+                   "probe_interval": sup["probe_interval_s"],
+                   "probe_misses": sup["probe_misses"],
+                   "backoff": {"base_s": sup["backoff_base_s"], "max_s": sup["backoff_max_s"],
+                               "reset_after_s": sup["backoff_reset_after_s"]}},
+                  kind="supervisor", shutdown_timeout=30),
+        ChildSpec("control", "actors.control.ControlActor",
+                  {"host": sysc["bind_host"], "port": cfg["control"]["port"],
+                   "token_file": os.path.abspath(cfg["control"]["token_file"]),
+                   "max_message_bytes": cfg["control"]["max_message_bytes"],
+                   "config": cfg}, kind="control"),
+    ]
+
+
+class RootSupervisor(Supervisor):
+    """Start.args: the validated config (system/config.py) as `config`."""
+
+    def on_start(self, args):
+        cfg = args["config"]
+        sup = cfg["supervision"]
+        self.snapshot_pending = False
+        super().on_start({
+            "strategy": ONE_FOR_ONE,
+            "intensity": sup["intensity"], "period": sup["period_s"],
+            "probe_interval": sup["probe_interval_s"], "probe_misses": sup["probe_misses"],
+            "backoff": {"base_s": sup["backoff_base_s"], "max_s": sup["backoff_max_s"],
+                        "reset_after_s": sup["backoff_reset_after_s"]},
+            "children": args.get("children") or root_children(cfg),
+        })
+        self.child_env["root"] = self.myAddress
+        self.every("snapshot", 1.0)
+
+    def on_Started(self, msg: Started, sender):
+        child = self.children.get(msg.child_id)
+        restarted = child is not None and child.restarts > 0 and child.addr == sender
+        super().on_Started(msg, sender)
+        if child is not None and child.addr == sender and msg.child_id in SERVICES:
+            self.child_env[msg.child_id] = sender
+            if restarted:   # everyone holding the old address must learn the new one
+                update = EnvUpdate(msg.child_id, sender)
+                for other in self.children.values():
+                    if other.addr is not None and other is not child and \
+                            other.state in ("running", "starting"):
+                        self.send(other.addr, update)
+
+    def on_timer(self, name):
+        if name == "snapshot":
+            self.snapshot_pending = False
+            self.on_TreeStatusRequest(TreeStatusRequest("snapshot"), self.myAddress)
+        else:
+            super().on_timer(name)
+
+    def on_lifecycle_event(self, ev):
+        if not self.snapshot_pending:   # push the change to /metrics within ~50 ms
+            self.snapshot_pending = True
+            self.after("snapshot", 0.05)
+
+    def on_TreeStatus(self, msg: TreeStatus, sender):
+        if msg.request_id == "snapshot" and sender == self.myAddress:
+            metrics = self.child_env.get("metrics")
+            if metrics is not None:
+                must_run = {r.path for r in msg.rows if r.state != "stopped"}
+                self.send(metrics, tree_snapshot(msg.rows, must_run))
+            return
+        super().on_TreeStatus(msg, sender)
+
+    def on_MetricsEndpoint(self, msg, sender):
+        self.log.info("metrics on http://%s:%s/metrics", msg.host, msg.port)
+
+    def finish_escalation(self, reason: str):
+        if self.parent is not None:
+            self.send(self.parent, RootExited(1, reason))
+        self._run_stop()
+        self.send(self.myAddress, ActorExitRequest())
+
+    def before_exit(self):
+        if self.parent is not None:
+            self.send(self.parent, RootExited(0, "stopped"))

@@ -1,0 +1,11 @@
+"""Root <-> launcher conversation: the launcher (ops/run) is the root supervisor's parent."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class RootExited:
+    """The root is going away: after a clean stop (code 0) or an escalation (code 1)."""
+    code: int
+    reason: str = ""
