@@ -96,6 +96,8 @@ class ControlActor(FleetActor):
                 self.bridge.post(("request", conn, data))
         except (ConnectionError, asyncio.IncompleteReadError) as exc:
             self.log.info("admin client went away: %s", exc)
+        except asyncio.CancelledError:
+            self.log.debug("admin connection closed: control is stopping")
         finally:
             self.writers.pop(conn, None)
             writer.close()

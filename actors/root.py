@@ -56,6 +56,7 @@ class RootSupervisor(Supervisor):
     def on_start(self, args):
         cfg = args["config"]
         sup = cfg["supervision"]
+        os.makedirs(cfg["system"]["data_dir"], exist_ok=True)
         self.snapshot_pending = False
         super().on_start({
             "strategy": ONE_FOR_ONE,
@@ -70,10 +71,13 @@ class RootSupervisor(Supervisor):
 
     def on_Started(self, msg: Started, sender):
         child = self.children.get(msg.child_id)
-        restarted = child is not None and child.restarts > 0 and child.addr == sender
-        super().on_Started(msg, sender)
-        if child is not None and child.addr == sender and msg.child_id in SERVICES:
+        valid = child is not None and child.addr == sender and child.state == "starting"
+        restarted = valid and child.restarts > 0
+        if valid and msg.child_id in SERVICES:
+            # before super(): it goes on to start the next child, which needs this address
             self.child_env[msg.child_id] = sender
+        super().on_Started(msg, sender)
+        if valid and msg.child_id in SERVICES:
             if restarted:   # everyone holding the old address must learn the new one
                 update = EnvUpdate(msg.child_id, sender)
                 for other in self.children.values():
