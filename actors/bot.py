@@ -1,0 +1,767 @@
+"""BotActor: one bot's handler pipeline, its bounded send queue and its accounting.
+
+Where it sits: a `BotGroup` starts the bot's backend first and the bot after it; the bot finds
+the backend at `env['sibling.backend']`, the shared services at `env['ratelimit']`,
+`env['eventbus']`, `env['store']` and `env['metrics']` (each optional).
+
+The path of an update (why each step is here):
+1. `UpdateBatch` from the backend. Dedup happens twice: the pipeline's in-memory LRU catches
+   redeliveries while the bot lives; with a store in env, ONE `DedupCheck` per batch (only for
+   keys the LRU does not know) catches updates a restarted bot already answered before it
+   died (GetDifference redelivers them). Batches are processed strictly in arrival order; if
+   the store has not answered within `store_timeout_s` the LRU decides alone (counted). This
+   is at-most-once: a key the store recorded whose answer was lost in a crash is not answered
+   again (the store's outbox is the tool for at-least-once).
+2. `Pipeline.process` runs the handlers (a raising handler is counted, the rest go on).
+3. Actions go into ONE bounded queue (`Outbox`): FIFO per chat, `queue_max` actions waiting in
+   total; a full queue refuses new actions with a counted, logged drop. `Publish` actions go to
+   the event bus instead (they never touch Telegram or the limiter).
+4. At most one `GrantRequest` to the rate limiter is outstanding, covering the whole queue (per
+   chat counts, capped by the free in-flight room); on `Grant` the granted number of actions per
+   chat leave in ONE `ActionBatch`; if more wait, the bot asks again after `retry_in`. Without a
+   limiter in env everything is granted at once. At most `max_in_flight` actions are at the
+   backend at any time.
+5. `ActionResults`: success counts as sent; flood_wait / network / timeout are retried after the
+   RetryPolicy delay (for flood_wait at least the server's wait, and the limiter is told with a
+   `FloodWaitReport`); fatal kinds and exhausted retries are dropped, counted and logged with the
+   reason. An action without a result for `result_timeout_s` is treated as a timeout.
+
+Accounting invariant (`BotStatsRequest` -> `BotStats`): every accepted action ends as sent,
+published, or a drop with a reason:
+    accepted == sent + published + dropped + in_queue + in_flight + retry_pending
+Memory is bounded: queue_max waiting + max_in_flight at the backend (retries of in-flight
+actions re-enter even when new actions would be refused: they were already accepted).
+
+Config (Start.args): name, account_kind ('bot'|'user'), handlers ([{"type": ..., ...}]),
+dedup_size (10000), state_ttl_s (3600), state_max (10000), queue_max (1000), max_in_flight (256),
+retry (RetryPolicy kwargs), tick_s (0.2), cleanup_s (60), result_timeout_s (60),
+grant_timeout_s (2), store_timeout_s (1). Other keys (for the backend) are ignored.
+"""
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import time
+import uuid
+from collections import Counter, OrderedDict, deque
+
+from actors.base import FleetActor
+from actors.handlers import load_handler
+from actors.handlers.pipeline import Pipeline
+from messages.backend import (ActionBatch, ActionResult, ActionResults, AttachBot, BackendState,
+                              BusEvent, FloodWaitReport, Grant, GrantRequest, PublishEvent,
+                              SubscribeTopics, UnsubscribeAll)
+from messages.bot import BotStats, BotStatsRequest
+from messages.store import DedupCheck, StoreReply
+from messages.telegram import IncomingMessage, Publish, UpdateBatch, action_chat
+from system.metrics_client import REPORT_INTERVAL, MetricsBuffer
+from system.retry import ERROR_KINDS, FATAL_KINDS, RetryPolicy
+
+ACTION_LABELS = {"SendText": "send_message", "SendMedia": "send_media",
+                 "ForwardMessages": "forward", "EditText": "edit_message",
+                 "DeleteMessages": "delete", "Publish": "publish"}
+CHAT_KINDS = frozenset({"private", "group", "channel", "supergroup"})
+MAX_CHAT_KINDS = 10_000        # remembered chat kinds (for the limiter), LRU
+MAX_PENDING_BATCHES = 256      # batches waiting for the store's dedup answer
+DROP_LOG_EVERY_S = 5.0
+
+
+def action_label(action) -> str:
+    return ACTION_LABELS.get(type(action).__name__, "other")
+
+
+def update_key(update: IncomingMessage):
+    """The dedup key, exactly as `Pipeline.process` computes it."""
+    return update.update_id or f"{update.chat_id}:{update.message_id}"
+
+
+# ---- configuration ------------------------------------------------------------------------
+
+def _number(args: dict, key: str, default, minimum, integer=False):
+    value = args.get(key, default)
+    ok = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if not ok or isinstance(value, bool) or not value >= minimum:
+        kind = "an int" if integer else "a number"
+        raise ValueError(f"bot config: {key!r} must be {kind} >= {minimum}, got {value!r}")
+    return value
+
+
+def parse_config(args: dict) -> dict:
+    """Validate the bot config; every problem is a ValueError that names the key."""
+    if not isinstance(args, dict):
+        raise ValueError(f"bot config must be a dict, got {type(args).__name__}")
+    name = args.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"bot config: 'name' must be a non-empty string, got {name!r}")
+    account_kind = args.get("account_kind", "bot")
+    if account_kind not in ("bot", "user"):
+        raise ValueError(f"bot {name}: 'account_kind' must be 'bot' or 'user', "
+                         f"got {account_kind!r}")
+    handlers = args.get("handlers", [])
+    if not isinstance(handlers, (list, tuple)):
+        raise ValueError(f"bot {name}: 'handlers' must be a list, got {type(handlers).__name__}")
+    retry = args.get("retry", {})
+    if not isinstance(retry, dict):
+        raise ValueError(f"bot {name}: 'retry' must be a dict of RetryPolicy arguments")
+    try:
+        retry_policy = RetryPolicy(**retry)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"bot {name}: bad 'retry' config {retry!r}: {exc}") from None
+    return {
+        "name": name, "account_kind": account_kind, "handlers": list(handlers),
+        "retry": retry_policy,
+        "dedup_size": _number(args, "dedup_size", 10000, 1, integer=True),
+        "state_ttl_s": float(_number(args, "state_ttl_s", 3600.0, 0.001)),
+        "state_max": _number(args, "state_max", 10000, 1, integer=True),
+        "queue_max": _number(args, "queue_max", 1000, 1, integer=True),
+        "max_in_flight": _number(args, "max_in_flight", 256, 1, integer=True),
+        "tick_s": float(_number(args, "tick_s", 0.2, 0.001)),
+        "cleanup_s": float(_number(args, "cleanup_s", 60.0, 0.01)),
+        "result_timeout_s": float(_number(args, "result_timeout_s", 60.0, 0.01)),
+        "grant_timeout_s": float(_number(args, "grant_timeout_s", 2.0, 0.01)),
+        "store_timeout_s": float(_number(args, "store_timeout_s", 1.0, 0.01)),
+    }
+
+
+def build_handlers(name: str, specs: list) -> list:
+    """Handlers from config entries {"type": builtin or dotted path, ...its config}."""
+    handlers = []
+    for i, spec in enumerate(specs):
+        if not isinstance(spec, dict) or "type" not in spec:
+            raise ValueError(f"bot {name}: handlers[{i}] must be a dict with a 'type', "
+                             f"got {spec!r}")
+        config = {k: v for k, v in spec.items() if k != "type"}
+        try:
+            handlers.append(load_handler(spec["type"], config))
+        except ValueError as exc:
+            raise ValueError(f"bot {name}: handlers[{i}] ({spec['type']!r}): {exc}") from None
+        except Exception as exc:   # a custom handler's constructor may raise anything
+            raise ValueError(f"bot {name}: handlers[{i}] ({spec['type']!r}): "
+                             f"{type(exc).__name__}: {exc}") from None
+    return handlers
+
+
+# ---- the bounded queue and its accounting (no thespian here) --------------------------------
+
+class Item:
+    __slots__ = ("seq", "aid", "action", "chat", "attempts", "sent_at", "last_error")
+
+    def __init__(self, seq: int, action, chat: int) -> None:
+        self.seq, self.action, self.chat = seq, action, chat
+        self.aid = ""
+        self.attempts = 0        # failed attempts so far
+        self.sent_at = 0.0
+        self.last_error = ""
+
+
+class Outbox:
+    """Queued (per chat, FIFO), in flight (at the backend) and waiting to be retried actions,
+    with the counters that prove none is lost. `clock` is monotonic seconds."""
+
+    def __init__(self, queue_max: int, max_in_flight: int, retry: RetryPolicy,
+                 id_prefix: str = "", clock=time.monotonic) -> None:
+        self.queue_max = queue_max
+        self.max_in_flight = max_in_flight
+        self.retry = retry
+        self.clock = clock
+        self.queues: dict[int, deque] = {}
+        self.queued = 0
+        self.in_flight: dict[str, Item] = {}
+        self.retry_heap: list = []            # (due, seq, Item)
+        self._seq = itertools.count(1)
+        self._aid = itertools.count(1)
+        self._prefix = id_prefix
+        self._rotate = 0
+        self.accepted = 0
+        self.sent = 0
+        self.published = 0
+        self.retries = 0
+        self.late_results = 0
+        self.dropped: Counter = Counter()
+
+    # ---- in ---------------------------------------------------------------------------
+    def offer(self, action, chat: int) -> bool:
+        """Accept `action` into the queue; False (counted as a queue_full drop) when full."""
+        self.accepted += 1
+        if self.queued + len(self.retry_heap) >= self.queue_max:
+            self.dropped["queue_full"] += 1
+            return False
+        q = self.queues.get(chat)
+        if q is None:
+            q = self.queues[chat] = deque()
+        q.append(Item(next(self._seq), action, chat))
+        self.queued += 1
+        return True
+
+    def refuse(self, reason: str) -> None:
+        """An action accepted and dropped at once (no chat, no event bus)."""
+        self.accepted += 1
+        self.dropped[reason] += 1
+
+    def count_published(self) -> None:
+        self.accepted += 1
+        self.published += 1
+
+    # ---- out --------------------------------------------------------------------------
+    def room(self) -> int:
+        return self.max_in_flight - len(self.in_flight)
+
+    def wants(self, room: int) -> dict:
+        """chat -> n for a grant request: the whole queue if it fits in `room`, else `room`
+        shared evenly (water-filling) over the chats, starting at a rotating chat so that no
+        chat is always left out when there are more chats than room."""
+        if room <= 0 or not self.queued:
+            return {}
+        chats = list(self.queues)
+        if self.queued <= room:
+            return {c: len(self.queues[c]) for c in chats}
+        self._rotate = (self._rotate + 1) % len(chats)
+        chats = chats[self._rotate:] + chats[:self._rotate]
+        out: dict[int, int] = {}
+        left, active = room, chats
+        while left > 0 and active:
+            each = max(1, left // len(active))
+            still = []
+            for c in active:
+                if left == 0:
+                    break
+                give = min(each, len(self.queues[c]) - out.get(c, 0), left)
+                out[c] = out.get(c, 0) + give
+                left -= give
+                if out[c] < len(self.queues[c]):
+                    still.append(c)
+            active = still
+        return out
+
+    def take(self, chat: int, n: int) -> list:
+        q = self.queues.get(chat)
+        if q is None or n <= 0:
+            return []
+        items = [q.popleft() for _ in range(min(n, len(q)))]
+        if not q:
+            del self.queues[chat]
+        self.queued -= len(items)
+        return items
+
+    def launch(self, items: list) -> tuple:
+        """Give each item a fresh action id (late results of an earlier attempt can never be
+        mistaken for this one), mark it in flight; returns ActionBatch items."""
+        now = self.clock()
+        out = []
+        for item in items:
+            item.aid = f"{self._prefix}{next(self._aid)}"
+            item.sent_at = now
+            self.in_flight[item.aid] = item
+            out.append((item.aid, item.action))
+        return tuple(out)
+
+    # ---- results ----------------------------------------------------------------------
+    def complete(self, res: ActionResult):
+        """-> (outcome, item, reason): outcome ok | retry | drop | unknown."""
+        item = self.in_flight.pop(res.action_id, None)
+        if item is None:
+            self.late_results += 1
+            return "unknown", None, ""
+        if res.ok:
+            self.sent += 1
+            return "ok", item, ""
+        item.attempts += 1
+        item.last_error = res.error
+        kind = res.error_kind
+        if kind not in ERROR_KINDS:
+            return self._drop(item, "unknown_error")
+        if kind in FATAL_KINDS:
+            return self._drop(item, kind)
+        if not self.retry.should_retry(item.attempts, kind):
+            return self._drop(item, "retries_exhausted")
+        server_wait = res.flood_wait_s if kind == "flood_wait" else 0.0
+        due = self.clock() + self.retry.wait_for(item.attempts, server_wait)
+        heapq.heappush(self.retry_heap, (due, item.seq, item))
+        self.retries += 1
+        return "retry", item, kind
+
+    def _drop(self, item: Item, reason: str):
+        self.dropped[reason] += 1
+        return "drop", item, reason
+
+    def next_retry_at(self):
+        return self.retry_heap[0][0] if self.retry_heap else None
+
+    def requeue_due(self, now: float) -> int:
+        """Move retries that are due back to the FRONT of their chat's queue, oldest first."""
+        due = []
+        while self.retry_heap and self.retry_heap[0][0] <= now:
+            due.append(heapq.heappop(self.retry_heap)[2])
+        for item in sorted(due, key=lambda i: i.seq, reverse=True):
+            q = self.queues.get(item.chat)
+            if q is None:
+                q = self.queues[item.chat] = deque()
+            q.appendleft(item)
+        self.queued += len(due)
+        return len(due)
+
+    def overdue(self, now: float, timeout: float) -> list:
+        """Action ids in flight for longer than `timeout` (launch order = dict order)."""
+        out = []
+        for aid, item in self.in_flight.items():
+            if now - item.sent_at < timeout:
+                break
+            out.append(aid)
+        return out
+
+    def drop_all(self) -> Counter:
+        """At stop: everything still held becomes a counted drop."""
+        lost = Counter()
+        lost["stopped"] = self.queued + len(self.retry_heap)
+        lost["stopped_in_flight"] = len(self.in_flight)
+        self.queues.clear()
+        self.retry_heap.clear()
+        self.in_flight.clear()
+        self.queued = 0
+        lost = +lost
+        self.dropped.update(lost)
+        return lost
+
+    def counters(self) -> dict:
+        dropped = sum(self.dropped.values())
+        return {"accepted": self.accepted, "sent": self.sent, "published": self.published,
+                "dropped": dropped, "dropped_by_reason": dict(self.dropped),
+                "in_queue": self.queued, "in_flight": len(self.in_flight),
+                "retry_pending": len(self.retry_heap), "retries": self.retries,
+                "late_results": self.late_results, "chats_queued": len(self.queues)}
+
+
+class _Pending:
+    """An UpdateBatch waiting (in order) for the store's dedup answer."""
+    __slots__ = ("updates", "rid", "asked", "new", "resolved", "deadline")
+
+    def __init__(self, updates: list) -> None:
+        self.updates = updates
+        self.rid = ""
+        self.asked = frozenset()
+        self.new = None            # keys the store says are new; None = LRU decides alone
+        self.resolved = True
+        self.deadline = 0.0
+
+
+# ---- the actor ------------------------------------------------------------------------------
+
+class BotActor(FleetActor):
+    kind = "bot"
+
+    def on_start(self, args):
+        cfg = parse_config(args)
+        self.cfg = cfg
+        self.name = cfg["name"]
+        self.log = logging.getLogger(f"tgfleet.bot.{self.name}")
+        handlers = build_handlers(self.name, cfg["handlers"])
+        if not handlers:
+            self.log.warning("bot %s has no handlers: it will answer nothing", self.name)
+        self.pipeline = Pipeline(self.name, 0, handlers, dedup_size=cfg["dedup_size"],
+                                 state_ttl_s=cfg["state_ttl_s"], state_max=cfg["state_max"],
+                                 log=self.log)
+        self.inst = uuid.uuid4().hex[:8]
+        self.outbox = Outbox(cfg["queue_max"], cfg["max_in_flight"], cfg["retry"],
+                             id_prefix=f"{self.inst}-")
+        self.metrics = MetricsBuffer(self.path)
+        self.c: Counter = Counter()          # the bot's own counters (see counters())
+        self.chat_kinds: OrderedDict = OrderedDict()
+        self.pending: deque = deque()        # _Pending batches, in arrival order
+        self._rids = itertools.count(1)
+        self.connected = None                # unknown until the backend says
+        self.self_id = 0
+        self.last_update_at = None
+        self.grant_pending = False           # a GrantRequest is outstanding
+        self.grant_wait = False              # the "grant" timer (retry_in) is armed
+        self.asked_chats: frozenset = frozenset()
+        self.retry_due = None
+        self.dedup_due = None                # when the armed "dedup" timer fires
+        self.grant_sent_at = 0.0
+        self.grant_timer = False             # the "grant_timeout" timer is armed
+        self.drop_log: dict[str, list] = {}  # reason -> [last log time, unlogged count]
+        self.topics = self.pipeline.subscriptions()
+
+        backend = self.env.get("sibling.backend")
+        if backend is not None:
+            self.send(backend, AttachBot(self.name))
+        else:
+            self.log.warning("bot %s: no backend in env (sibling.backend): actions will wait "
+                             "in the queue", self.name)
+        self.subscribe()
+        self.every("tick", cfg["tick_s"])
+        self.every("cleanup", cfg["cleanup_s"])
+        self.every("flight", min(5.0, cfg["result_timeout_s"] / 2))
+        if "metrics" in self.env:
+            self.every("metrics", REPORT_INTERVAL)
+
+    def subscribe(self):
+        """Tell the bus our topics (SubscribeTopics replaces a previous incarnation's set)."""
+        bus = self.env.get("eventbus")
+        if bus is not None:
+            self.send(bus, SubscribeTopics(self.name, self.topics))
+
+    # ---- updates in ----------------------------------------------------------------------
+    def on_UpdateBatch(self, msg: UpdateBatch, sender):
+        updates = []
+        for u in msg.updates:
+            if isinstance(u, IncomingMessage):
+                updates.append(u)
+                self._note_chat(u.chat_id, u.chat_kind)
+            else:
+                self.c["ignored_updates"] += 1
+        self.c["updates"] += len(msg.updates)
+        self.metrics.inc("tgfleet_bot_updates_total", len(msg.updates), bot=self.name)
+        self.last_update_at = time.monotonic()
+        entry = _Pending(updates)
+        store = self.env.get("store")
+        if store is not None and updates:
+            lru = self.pipeline.dedup
+            keys = tuple(dict.fromkeys(k for k in map(update_key, updates) if k not in lru))
+            if keys:
+                entry.rid = f"{self.inst}-d{next(self._rids)}"
+                entry.asked = frozenset(keys)
+                entry.resolved = False
+                entry.deadline = time.monotonic() + self.cfg["store_timeout_s"]
+                self.send(store, DedupCheck(entry.rid, self.name, keys))
+        self.pending.append(entry)
+        if len(self.pending) > MAX_PENDING_BATCHES:
+            self._fallback(self.pending[0], "too many batches waiting for the store")
+        self._drain()
+
+    def _note_chat(self, chat_id: int, kind: str):
+        kinds = self.chat_kinds
+        kinds[chat_id] = kind if kind in CHAT_KINDS else ""
+        kinds.move_to_end(chat_id)
+        if len(kinds) > MAX_CHAT_KINDS:
+            kinds.popitem(last=False)
+
+    def on_StoreReply(self, msg: StoreReply, sender):
+        entry = next((p for p in self.pending if p.rid == msg.request_id), None)
+        if entry is None or entry.resolved:
+            self.c["store_late_replies"] += 1
+            return
+        if msg.ok and isinstance(msg.value, (tuple, list)):
+            entry.new = frozenset(msg.value)
+            entry.resolved = True
+        else:
+            self.c["store_dedup_errors"] += 1
+            self._fallback(entry, f"store error: {msg.error or msg.value!r}")
+        self._drain()
+
+    def _fallback(self, entry: _Pending, why: str):
+        entry.new = None
+        entry.resolved = True
+        self.c["store_dedup_fallbacks"] += 1
+        self._log_drop_like("store_fallback", f"bot {self.name}: dedup without the store "
+                                              f"({why}); the in-memory LRU decides")
+
+    def _drain(self):
+        while self.pending and self.pending[0].resolved:
+            self._process(self.pending.popleft())
+        due = self.pending[0].deadline if self.pending else None
+        if due is None:
+            if self.dedup_due is not None:
+                self.cancel_timer("dedup")
+                self.dedup_due = None
+        elif due != self.dedup_due:
+            # one timer for the head batch, not one per batch
+            self.dedup_due = due
+            self.after("dedup", max(0.0, due - time.monotonic()))
+
+    def _process(self, entry: _Pending):
+        actions = []
+        lru = self.pipeline.dedup
+        for u in entry.updates:
+            key = update_key(u)
+            if entry.new is not None and key in entry.asked and key not in entry.new:
+                self.c["store_dedup_hits"] += 1   # answered before a restart
+                lru.seen(key)
+                continue
+            actions.extend(self.pipeline.process(u))
+        self._accept(actions)
+
+    def on_BusEvent(self, msg: BusEvent, sender):
+        self.c["events_in"] += 1
+        if msg.source == self.name:
+            return   # the bus never echoes, but a misrouted event must not loop
+        self._accept(self.pipeline.on_event(msg.topic, msg.payload))
+
+    # ---- actions into the queue ------------------------------------------------------------
+    def _accept(self, actions: list):
+        if not actions:
+            return
+        for action in actions:
+            label = action_label(action)
+            if isinstance(action, Publish):
+                self._publish(action)
+                continue
+            chat = action_chat(action)
+            if chat is None:
+                self.outbox.refuse("no_chat")
+                self.metrics.inc("tgfleet_bot_actions_total", bot=self.name, action=label,
+                                 result="dropped")
+                self._log_drop_like("no_chat", f"bot {self.name}: dropped {label}: it names no "
+                                               f"chat ({type(action).__name__})")
+                continue
+            if not self.outbox.offer(action, chat):
+                self.metrics.inc("tgfleet_bot_queue_drops_total", bot=self.name)
+                self.metrics.inc("tgfleet_bot_actions_total", bot=self.name, action=label,
+                                 result="rejected")
+                self._log_drop_like("queue_full", f"bot {self.name}: queue full "
+                                                  f"({self.cfg['queue_max']}): dropped {label} "
+                                                  f"to chat {chat}")
+        self.pump()
+
+    def _publish(self, action: Publish):
+        bus = self.env.get("eventbus")
+        if bus is None:
+            self.outbox.refuse("no_eventbus")
+            self.metrics.inc("tgfleet_bot_actions_total", bot=self.name, action="publish",
+                             result="dropped")
+            self._log_drop_like("no_eventbus", f"bot {self.name}: no event bus: dropped an "
+                                               f"event for topic {action.topic!r}")
+            return
+        self.send(bus, PublishEvent(action.topic, dict(action.payload), self.name))
+        self.outbox.count_published()
+        self.metrics.inc("tgfleet_bot_actions_total", bot=self.name, action="publish",
+                         result="ok")
+
+    def _log_drop_like(self, reason: str, text: str):
+        """Log the first occurrence, then at most one line per DROP_LOG_EVERY_S per reason with
+        how many more happened: a flood of drops must not become a flood of log lines."""
+        now = time.monotonic()
+        entry = self.drop_log.get(reason)
+        if entry is None or now - entry[0] >= DROP_LOG_EVERY_S:
+            more = f" (+{entry[1]} more since the last report)" if entry and entry[1] else ""
+            self.log.warning("%s%s", text, more)
+            self.drop_log[reason] = [now, 0]
+        else:
+            entry[1] += 1
+
+    # ---- grants and sending ----------------------------------------------------------------
+    def pump(self):
+        """Ask for (or, without a limiter, take) permission to send what is queued."""
+        ob = self.outbox
+        backend = self.env.get("sibling.backend")
+        if not ob.queued or self._stopped or backend is None or self.connected is False:
+            return
+        room = ob.room()
+        if room <= 0:
+            return   # results will free room and call pump again
+        limiter = self.env.get("ratelimit")
+        if limiter is None:
+            items = []
+            for chat, n in ob.wants(room).items():
+                items.extend(ob.take(chat, n))
+            self._launch(items)
+            return
+        if self.grant_pending:
+            return
+        if self.grant_wait:
+            if all(chat in self.asked_chats for chat in ob.queues):
+                return   # nothing new: the "grant" timer will ask
+            self.cancel_timer("grant")   # a new chat need not wait for another chat's limit
+            self.grant_wait = False
+        wants = ob.wants(room)
+        self.asked_chats = frozenset(wants)
+        kinds = self.chat_kinds
+        self.send(limiter, GrantRequest(
+            self.name, tuple((chat, kinds.get(chat, ""), n) for chat, n in wants.items()),
+            self.cfg["account_kind"]))
+        self.c["grant_requests"] += 1
+        self.grant_pending = True
+        self.grant_sent_at = time.monotonic()
+        if not self.grant_timer:   # armed once and re-armed on fire, not once per request
+            self.grant_timer = True
+            self.after("grant_timeout", self.cfg["grant_timeout_s"])
+
+    def on_Grant(self, msg: Grant, sender):
+        self.grant_pending = False
+        self.c["grants"] += 1
+        items = []
+        for chat_id, _kind, n in msg.allowed:
+            items.extend(self.outbox.take(chat_id, n))
+        self._launch(items)
+        if not self.outbox.queued:
+            return
+        if msg.retry_in > 0 or not items:
+            self.grant_wait = True
+            self.after("grant", msg.retry_in if msg.retry_in > 0 else 0.05)
+        else:
+            self.pump()
+
+    def _launch(self, items: list):
+        if not items:
+            return
+        backend = self.env.get("sibling.backend")
+        self.send(backend, ActionBatch(self.name, self.outbox.launch(items)))
+        self.c["batches"] += 1
+
+    # ---- results -------------------------------------------------------------------------
+    def on_ActionResults(self, msg: ActionResults, sender):
+        self._results(msg.results)
+
+    def _results(self, results):
+        floods: dict[int, float] = {}
+        ob = self.outbox
+        now = time.time()
+        for res in results:
+            outcome, item, why = ob.complete(res)
+            if item is None:
+                continue
+            label = action_label(item.action)
+            if outcome == "ok":
+                self.metrics.inc("tgfleet_bot_actions_total", bot=self.name, action=label,
+                                 result="ok")
+                received = item.action.received_at
+                if received > 0:
+                    sent_at = res.sent_at or now
+                    self.metrics.observe("tgfleet_e2e_latency_seconds",
+                                         max(0.0, sent_at - received), bot=self.name)
+                continue
+            kind = res.error_kind
+            result = kind if kind in ("flood_wait", "timeout") else "error"
+            self.metrics.inc("tgfleet_bot_actions_total", bot=self.name, action=label,
+                             result=result)
+            if kind == "flood_wait":
+                floods[item.chat] = max(floods.get(item.chat, 0.0), float(res.flood_wait_s))
+            if outcome == "retry":
+                self.metrics.inc("tgfleet_retries_total", bot=self.name)
+            else:
+                self.metrics.inc("tgfleet_bot_actions_total", bot=self.name, action=label,
+                                 result="dropped")
+                self.log.warning("bot %s: dropped %s to chat %s after %d attempt(s): %s (%s: %s)",
+                                 self.name, label, item.chat, item.attempts, why, kind,
+                                 res.error or "no detail")
+        limiter = self.env.get("ratelimit")
+        if limiter is not None:
+            for chat, seconds in floods.items():
+                self.send(limiter, FloodWaitReport(self.name, chat, self.chat_kinds.get(chat, ""),
+                                                   seconds))
+        self._arm_retry()
+        self.pump()
+
+    def _arm_retry(self):
+        due = self.outbox.next_retry_at()
+        if due is None:
+            if self.retry_due is not None:
+                self.cancel_timer("retry")
+                self.retry_due = None
+            return
+        if self.retry_due is None or due < self.retry_due:
+            self.retry_due = due
+            self.after("retry", max(0.0, due - time.monotonic()))
+
+    # ---- timers and state ------------------------------------------------------------------
+    def on_timer(self, name):
+        if name == "tick":
+            self._accept(self.pipeline.tick())
+        elif name == "grant":
+            self.grant_wait = False
+            self.pump()
+        elif name == "grant_timeout":
+            self.grant_timer = False
+            if not self.grant_pending:
+                return
+            left = self.grant_sent_at + self.cfg["grant_timeout_s"] - time.monotonic()
+            if left > 0:
+                self.grant_timer = True
+                self.after("grant_timeout", left)
+            else:
+                self.grant_pending = False
+                self.c["grant_timeouts"] += 1
+                self._log_drop_like("grant_timeout", f"bot {self.name}: the rate limiter did "
+                                                     f"not answer in time: asking again")
+                self.pump()
+        elif name == "retry":
+            self.retry_due = None
+            self.outbox.requeue_due(time.monotonic())
+            self._arm_retry()
+            self.pump()
+        elif name == "dedup":
+            self.dedup_due = None
+            now = time.monotonic()
+            for entry in self.pending:
+                if entry.resolved or entry.deadline > now:
+                    break
+                self._fallback(entry, "no answer in time")
+            self._drain()
+        elif name == "flight":
+            overdue = self.outbox.overdue(time.monotonic(), self.cfg["result_timeout_s"])
+            if overdue:
+                self._results([ActionResult(aid, False, "timeout", "no result from the backend")
+                               for aid in overdue])
+        elif name == "cleanup":
+            stats = self.pipeline.cleanup()
+            self.log.info("bot %s: cleanup: %s; queue %s", self.name, stats,
+                          self.outbox.counters())
+        elif name == "metrics":
+            self.flush_metrics()
+
+    def on_BackendState(self, msg: BackendState, sender):
+        was = self.connected
+        self.connected = bool(msg.connected)
+        if msg.self_id:
+            self.self_id = msg.self_id
+            self.pipeline.ctx.self_id = msg.self_id
+        if self.connected and was is not True:
+            self.pump()
+
+    def on_env_update(self, msg):
+        if msg.key == "eventbus":
+            self.subscribe()
+        elif msg.key == "ratelimit" and self.grant_pending:
+            self.grant_pending = False   # the old limiter will not answer
+            self.pump()
+        elif msg.key == "metrics":
+            self.every("metrics", REPORT_INTERVAL)
+        elif msg.key == "sibling.backend":
+            self.send(msg.address, AttachBot(self.name))
+
+    # ---- observation -------------------------------------------------------------------------
+    def counters(self) -> dict:
+        p = self.pipeline
+        out = self.outbox.counters()
+        c = self.c
+        out.update({
+            "updates": c["updates"], "ignored_updates": c["ignored_updates"],
+            "processed": p.updates, "dedup_hits": p.dedup_hits + c["store_dedup_hits"],
+            "store_dedup_hits": c["store_dedup_hits"],
+            "store_dedup_fallbacks": c["store_dedup_fallbacks"],
+            "store_dedup_errors": c["store_dedup_errors"],
+            "handler_errors": dict(p.handler_errors), "actions": dict(p.actions),
+            "events_in": c["events_in"], "grant_requests": c["grant_requests"],
+            "grants": c["grants"], "grant_timeouts": c["grant_timeouts"],
+            "batches": c["batches"], "pending_batches": len(self.pending),
+            "connected": self.connected, "self_id": self.self_id,
+            "handlers": p.stats()["handlers"],
+        })
+        return out
+
+    def on_BotStatsRequest(self, msg: BotStatsRequest, sender):
+        self.send(sender, BotStats(msg.request_id, self.name, self.counters()))
+
+    def flush_metrics(self):
+        m, bot, p = self.metrics, self.name, self.pipeline
+        for handler, n in p.handler_errors.items():
+            m.set("tgfleet_bot_handler_errors_total", n, bot=bot, handler=handler)
+        m.set("tgfleet_bot_dedup_hits_total", p.dedup_hits + self.c["store_dedup_hits"], bot=bot)
+        m.set("tgfleet_bot_queue_depth", self.outbox.queued, bot=bot)
+        if self.last_update_at is not None:
+            m.set("tgfleet_bot_last_update_age_seconds",
+                  time.monotonic() - self.last_update_at, bot=bot)
+        m.flush(self)
+
+    def on_stop(self):
+        if not hasattr(self, "outbox"):
+            return   # failed before it was set up: nothing to release
+        bus = self.env.get("eventbus")
+        if bus is not None:
+            self.send(bus, UnsubscribeAll(self.name))
+        lost = self.outbox.drop_all()
+        if lost:
+            self.log.warning("bot %s stopping: dropped %s", self.name, dict(lost))
+        self.log.info("bot %s stopped: %s", self.name, self.outbox.counters())
+        if "metrics" in self.env:
+            self.flush_metrics()

@@ -1,0 +1,106 @@
+"""RateLimiterActor: the one place that decides when each bot may send into each chat.
+
+Why one actor for the whole fleet: Telegram's limits are per bot and per chat, and FLOOD_WAIT
+penalties must reach every later decision for that key; one owner of all buckets
+(`system.ratelimit_policy.RateLimitPolicy`) makes that trivially consistent. Why batched: a bot
+asks once for its whole queue (`GrantRequest.wants` = (chat_id, chat_kind, n) per chat) and gets
+one `Grant` back with how many may go per chat now and `retry_in`, the seconds until more could
+be granted, so a bot sleeps on a timer instead of polling, and the limiter handles one message
+per bot per grant cycle however many chats are waiting.
+
+Messages: `GrantRequest` -> `Grant` to the sender (exactly one `policy.grant` call per request);
+`FloodWaitReport` -> `policy.flood_wait` (penalty on the chat, or the whole bot when chat_id is
+None); `BotStatsRequest` -> `BotStats(bot="ratelimit", counters=policy.stats())`.
+A request the policy rejects (unknown account kind) is answered with an empty grant and
+`retry_in` = `bad_request_retry_s`, and logged: the limiter never crashes on a bot's input.
+
+Args: RateLimitPolicy kwargs (bot_per_s, bot_burst, chat_per_s, chat_burst, group_per_min,
+group_burst, user_account_per_s, user_account_burst, jitter_s, prune_interval_s, min_retry_s),
+plus prune_s (periodic prune, 60) and bad_request_retry_s (5).
+"""
+from __future__ import annotations
+
+from actors.base import FleetActor
+from messages.backend import FloodWaitReport, Grant, GrantRequest
+from messages.bot import BotStats, BotStatsRequest
+from system.metrics_client import REPORT_INTERVAL, MetricsBuffer
+from system.ratelimit_policy import RateLimitPolicy
+
+POLICY_ARGS = ("bot_per_s", "bot_burst", "chat_per_s", "chat_burst", "group_per_min",
+               "group_burst", "user_account_per_s", "user_account_burst", "jitter_s",
+               "prune_interval_s", "min_retry_s")
+KNOWN_KINDS = frozenset({"private", "group", "channel", "supergroup", ""})
+
+
+class RateLimiterActor(FleetActor):
+    kind = "ratelimit"
+
+    def on_start(self, args):
+        unknown = sorted(set(args) - set(POLICY_ARGS) - {"prune_s", "bad_request_retry_s"})
+        if unknown:
+            raise ValueError(f"ratelimit: unknown args {unknown} (expected {POLICY_ARGS}, "
+                             f"prune_s, bad_request_retry_s)")
+        kwargs = {k: args[k] for k in POLICY_ARGS if k in args}
+        if "jitter_s" in kwargs:
+            kwargs["jitter_s"] = tuple(kwargs["jitter_s"])
+        self.policy = RateLimitPolicy(**kwargs)
+        self.bad_retry_s = float(args.get("bad_request_retry_s", 5.0))
+        self.requests = 0
+        self.bad_requests = 0
+        self.metrics = MetricsBuffer(self.path)
+        self.every("prune", float(args.get("prune_s", 60.0)))
+        if "metrics" in self.env:
+            self.every("metrics", REPORT_INTERVAL)
+
+    def on_GrantRequest(self, msg: GrantRequest, sender):
+        self.requests += 1
+        try:
+            wants: dict = {}
+            for chat_id, chat_kind, n in msg.wants:
+                kind = chat_kind if chat_kind in KNOWN_KINDS else ""   # "" = inferred from id
+                key = (int(chat_id), kind)
+                wants[key] = wants.get(key, 0) + int(n)
+            g = self.policy.grant(msg.bot, wants, account_kind=msg.account_kind)
+        except (ValueError, TypeError) as exc:
+            self.bad_requests += 1
+            self.log.error("ratelimit: bad GrantRequest from %s: %s", msg.bot, exc)
+            self.send(sender, Grant(msg.bot, (), self.bad_retry_s))
+            return
+        allowed = tuple((cid, kind, n) for (cid, kind), n in g.allowed.items())
+        self.send(sender, Grant(msg.bot, allowed, g.retry_in))
+        if g.total:
+            self.metrics.inc("tgfleet_ratelimit_grants_total", g.total, bot=msg.bot)
+        if g.waiting:
+            self.metrics.observe("tgfleet_ratelimit_wait_seconds", g.retry_in, bot=msg.bot)
+
+    def on_FloodWaitReport(self, msg: FloodWaitReport, sender):
+        try:
+            penalty = self.policy.flood_wait(msg.bot, msg.chat_id, msg.chat_kind or None,
+                                             msg.seconds)
+        except ValueError as exc:
+            self.bad_requests += 1
+            self.log.error("ratelimit: bad FloodWaitReport from %s: %s", msg.bot, exc)
+            return
+        self.log.info("ratelimit: %s flood wait %.1fs on chat %s (penalty %.2fs)", msg.bot,
+                      msg.seconds, msg.chat_id, penalty)
+        self.metrics.inc("tgfleet_flood_waits_total", bot=msg.bot)
+        self.metrics.inc("tgfleet_flood_penalty_seconds_total", penalty, bot=msg.bot)
+
+    def on_BotStatsRequest(self, msg: BotStatsRequest, sender):
+        counters = dict(self.policy.stats(), requests=self.requests,
+                        bad_requests=self.bad_requests)
+        self.send(sender, BotStats(msg.request_id, "ratelimit", counters))
+
+    def on_timer(self, name):
+        if name == "prune":
+            self.policy.prune()
+        elif name == "metrics":
+            self.metrics.flush(self)
+
+    def on_env_update(self, msg):
+        if msg.key == "metrics":
+            self.every("metrics", REPORT_INTERVAL)
+
+    def on_stop(self):
+        if hasattr(self, "metrics"):
+            self.metrics.flush(self)
