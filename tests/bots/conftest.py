@@ -1,0 +1,52 @@
+"""Fixtures for the bot tests: a real thespian system on each base running the fleet's shape,
+root -> [ratelimit, eventbus, (store)] + BotGroups -> [stand-in backend, BotActor], always shut
+down, with no actor process left behind."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from messages.lifecycle import ChildSpec, Start, Started
+from system.boot import FleetSystem
+from tests.bots.helpers import FAST_LIMITS, BotTree, forked_from_me
+
+BASES = ["inprocess", "processes"]
+
+
+@pytest.fixture(params=BASES)
+def fleet(request):
+    fs = FleetSystem(request.param)
+    yield fs
+    fs.shutdown()
+    if request.param == "processes":
+        left = []
+        for _ in range(100):
+            left = forked_from_me()
+            if not left:
+                break
+            time.sleep(0.1)
+        for p in left:
+            p.kill()
+        assert not left, f"processes left after shutdown: {[p.pid for p in left]}"
+
+
+@pytest.fixture
+def bot_tree(fleet):
+    """start(groups, limits=FAST_LIMITS, store=None|path|'silent') -> BotTree."""
+    def start(groups, limits=None, store=None, eventbus=None, timeout=30):
+        children = [ChildSpec("ratelimit", "actors.ratelimit.RateLimiterActor",
+                              dict(FAST_LIMITS if limits is None else limits)),
+                    ChildSpec("eventbus", "actors.eventbus.EventBus", dict(eventbus or {}))]
+        if store == "silent":
+            children.append(ChildSpec("store", "tests.bots.tree.SilentStore"))
+        elif store is not None:
+            children.append(ChildSpec("store", "actors.store.StoreActor", {"path": store}))
+        children.extend(groups)
+        root = fleet.create("tests.bots.tree.ServiceRoot")
+        args = {"children": children, "intensity": 20, "period": 10, "probe_interval": 0.5,
+                "backoff": {"base_s": 0.02, "max_s": 0.2}, "start_timeout": 20}
+        reply = fleet.ask(root, Start("root", args, {}, "root"), timeout, expect=Started)
+        assert isinstance(reply, Started), f"tree did not start: {reply!r}"
+        return BotTree(fleet, root)
+    return start
