@@ -1,0 +1,295 @@
+"""TelethonBackend: one Telethon client per account, many requests in flight inside it.
+
+Why an in-memory session (`_FleetSession`): a Telethon SQLite session file is what gives
+"database is locked" when two clients share it; here exactly one client exists per backend and
+its session lives in memory, exported to the store (auth key, DC address, update state, a
+bounded set of entities) so a restarted backend resumes without a new login and catches up
+through GetDifference (`catch_up=True`).
+
+Library settings and why:
+- `flood_sleep_threshold=0`: every FLOOD_WAIT raises; the rate limiter decides. Telethon also
+  remembers a flooded request *type* and raises locally for later requests of that type (to any
+  chat); that memory is dropped after each flood so one chat's wait does not block the others.
+- `request_retries=1`: no silent internal retries (they sleep 2 s each); the bot retries.
+- `parse_mode=None`: texts are sent literally, as TDLib and Pyrogram send them here.
+- `_handle_auto_reconnect` is wrapped to count reconnects (Telethon then catches up itself).
+No lock anywhere: concurrent calls are batched into MTProto containers by the sender.
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import time
+
+from telethon import TelegramClient, errors, events, functions, types, utils
+from telethon.crypto import AuthKey
+from telethon.errors.rpcerrorlist import rpc_errors_dict
+from telethon.sessions import MemorySession
+
+from actors.backends.base import (PEER_ERRORS, AsyncioBackend, LoginFailed, SessionCorrupted,
+                                  describe)
+from messages.telegram import (DeleteMessages, EditText, ForwardMessages, IncomingMessage,
+                               MediaRef, SendMedia, SendText)
+
+log = logging.getLogger("tgfleet.backend.telethon")
+
+MAX_ENTITIES = 400          # entities exported with the session (the store keeps <= 64 KiB)
+FLOOD_ERRORS = (errors.FloodWaitError, errors.FloodPremiumWaitError, errors.SlowModeWaitError,
+                errors.FloodTestPhoneWaitError)
+TOKEN_ERRORS = (errors.AccessTokenInvalidError, errors.AccessTokenExpiredError)
+# Telethon's known errors carry only their base class's message ("BAD_REQUEST"): map each
+# class back to Telegram's error id ("PEER_ID_INVALID").
+_RPC_IDS = {cls: name for name, cls in rpc_errors_dict.items()}
+
+
+def rpc_id(exc) -> str:
+    """Telegram's error id of a Telethon RPCError (e.g. PHONE_CODE_INVALID)."""
+    return _RPC_IDS.get(type(exc)) or exc.message or type(exc).__name__
+
+
+class PeerUnknown(LookupError):
+    """A marked chat id this account cannot resolve (no access hash known, no such chat)."""
+
+
+class BadAction(ValueError):
+    """An action that can never succeed as given (e.g. media without a file id)."""
+
+
+class _FleetSession(MemorySession):
+    """Telethon's MemorySession that converts to and from a plain dict for the store."""
+
+    def to_body(self) -> dict:
+        state, channels = None, []
+        for entity_id, st in list(self._update_states.items()):
+            if entity_id == 0:
+                date = int(st.date.timestamp()) if getattr(st, "date", None) else 0
+                state = [int(st.pts), int(st.qts), date, int(st.seq)]
+            else:
+                channels.append([int(entity_id), int(st.pts)])
+        rows = sorted(self._entities, key=lambda r: r[0] != 0)[:MAX_ENTITIES]   # self-row first
+        return {"dc_id": int(self.dc_id or 0), "server_address": self.server_address or "",
+                "port": int(self.port or 0),
+                "auth_key": self.auth_key.key if self.auth_key else None,
+                "state": state, "channels": channels,
+                "entities": [list(r) for r in rows]}
+
+    @classmethod
+    def from_body(cls, body: dict) -> "_FleetSession":
+        sess = cls()
+        try:
+            key = body.get("auth_key")
+            if key is not None and (not isinstance(key, bytes) or len(key) != 256):
+                raise SessionCorrupted("corrupted session: the auth key is not 256 bytes")
+            if body.get("server_address"):
+                sess.set_dc(int(body["dc_id"]), str(body["server_address"]), int(body["port"]))
+            if key:
+                sess.auth_key = AuthKey(key)
+            state = body.get("state")
+            if state:
+                pts, qts, date, seq = (int(x) for x in state)
+                sess.set_update_state(0, types.updates.State(
+                    pts, qts, datetime.datetime.fromtimestamp(date, tz=datetime.timezone.utc),
+                    seq, unread_count=0))
+            now = datetime.datetime.now(tz=datetime.timezone.utc)
+            for channel_id, pts in body.get("channels") or ():
+                sess.set_update_state(int(channel_id),
+                                      types.updates.State(int(pts), 0, now, 0, unread_count=0))
+            sess._entities = {(int(r[0]), int(r[1]), r[2], r[3], r[4])
+                              for r in body.get("entities") or ()}
+        except SessionCorrupted:
+            raise
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise SessionCorrupted(f"corrupted session: {describe(exc)}") from exc
+        return sess
+
+
+class _FleetClient(TelegramClient):
+    """TelegramClient that tells the backend when it reconnected by itself."""
+
+    on_reconnect = None
+
+    async def _handle_auto_reconnect(self):
+        if self.on_reconnect is not None:
+            self.on_reconnect()
+        await super()._handle_auto_reconnect()      # catches up through GetDifference
+
+
+class TelethonBackend(AsyncioBackend):
+    library = "telethon"
+
+    # ---- connect and login (loop thread) --------------------------------------------------
+    async def lib_open(self, body):
+        cfg = self.cfg
+        sess = _FleetSession.from_body(body) if body else _FleetSession()
+        server = cfg.get("server")
+        if server:
+            sess.set_dc(sess.dc_id or 2, server["host"], server["port"])
+        client = _FleetClient(sess, cfg["api_id"], cfg["api_hash"], flood_sleep_threshold=0,
+                              catch_up=True, request_retries=1, connection_retries=3,
+                              retry_delay=1, auto_reconnect=True,
+                              device_model="tgfleet", app_version="tgfleet")
+        client.parse_mode = None
+        client.on_reconnect = lambda: self.sink.push(("reconnected",))
+        client.add_event_handler(self._on_new_message, events.NewMessage(incoming=True))
+        self.client = client
+        self.clients_created += 1
+        await client.connect()
+        if await client.is_user_authorized():
+            me = await client.get_me(input_peer=True)
+            return {"state": "ready", "self_id": me.user_id, "connected": True}
+        if cfg["account_kind"] == "bot":
+            try:
+                me = await client.sign_in(bot_token=cfg["token"])
+            except TOKEN_ERRORS as exc:
+                raise LoginFailed(f"bot token revoked/invalid: {rpc_id(exc)}") from exc
+            return {"state": "ready", "self_id": me.id, "connected": True}
+        try:
+            await client.send_code_request(cfg["phone"])
+        except (errors.PhoneNumberInvalidError, errors.PhoneNumberBannedError,
+                errors.PhoneNumberUnoccupiedError) as exc:
+            raise LoginFailed(f"phone number rejected: {rpc_id(exc)}") from exc
+        return {"state": "awaiting_code", "connected": True}
+
+    async def lib_sign_in(self, code, password):
+        client = self.client
+        try:
+            me = await client.sign_in(phone=self.cfg["phone"], code=code)
+        except errors.SessionPasswordNeededError:
+            if not password:
+                raise LoginFailed("2-step verification password required: send it with "
+                                  "the code (ProvideLoginCode.password)") from None
+            try:
+                me = await client.sign_in(password=password)
+            except errors.RPCError as exc:
+                raise LoginFailed(f"sign-in refused: {rpc_id(exc)}") from exc
+        except errors.RPCError as exc:
+            raise LoginFailed(f"sign-in refused: {rpc_id(exc)}") from exc
+        return {"self_id": me.id}
+
+    # ---- updates (loop thread) ------------------------------------------------------------
+    async def _on_new_message(self, event):
+        try:
+            message = self._convert(event)
+        except Exception:
+            log.exception("%s: cannot convert message %s", self.name,
+                          getattr(event.message, "id", "?"))
+            return
+        self.push_update(message)
+
+    def _convert(self, event) -> IncomingMessage:
+        m = event.message
+        chat_id = event.chat_id
+        kind = "private" if event.is_private else ("group" if event.is_group else "channel")
+        media = None
+        if m.photo is not None:
+            media = MediaRef("photo", utils.pack_bot_file_id(m.photo) or "",
+                             size=int(m.file.size or 0) if m.file else 0)
+        elif m.document is not None:
+            media = MediaRef("document", utils.pack_bot_file_id(m.document) or "",
+                             file_name=(m.file.name or "") if m.file else "",
+                             size=int(m.file.size or 0) if m.file else 0)
+        fwd = m.fwd_from
+        fwd_from = None
+        if fwd is not None:
+            fwd_from = utils.get_peer_id(fwd.from_id) if fwd.from_id is not None else 0
+        sender = m.sender
+        return IncomingMessage(
+            bot=self.name, update_id=f"{chat_id}:{m.id}", chat_id=chat_id, chat_kind=kind,
+            message_id=m.id, sender_id=m.sender_id or chat_id, text=m.message or "",
+            date=m.date.timestamp() if m.date else 0.0, received_at=time.time(),
+            reply_to=m.reply_to_msg_id, media=media, grouped_id=m.grouped_id,
+            fwd_from=fwd_from, outgoing=bool(m.out),
+            sender_username=(getattr(sender, "username", None) or "") if sender else "")
+
+    # ---- actions (loop thread, many at once) ----------------------------------------------
+    async def _peer(self, chat_id: int):
+        try:
+            return await self.client.get_input_entity(int(chat_id))
+        except ValueError as exc:
+            raise PeerUnknown(f"unknown chat {chat_id}: not in this account's entity cache "
+                              f"and not resolvable") from exc
+
+    async def lib_execute(self, action):
+        c = self.client
+        if isinstance(action, SendText):
+            m = await c.send_message(await self._peer(action.chat_id), action.text,
+                                     reply_to=action.reply_to, link_preview=False)
+            return (m.id,)
+        if isinstance(action, SendMedia):
+            if action.media is None or not action.media.file_id:
+                raise BadAction("SendMedia needs a MediaRef with a file_id")
+            m = await c.send_file(await self._peer(action.chat_id), action.media.file_id,
+                                  caption=action.caption or None, reply_to=action.reply_to,
+                                  force_document=action.media.kind == "document")
+            return (m.id,)
+        if isinstance(action, ForwardMessages):
+            # One call for several ids keeps a media group together.
+            msgs = await c.forward_messages(await self._peer(action.to_chat_id),
+                                            list(action.message_ids),
+                                            from_peer=await self._peer(action.from_chat_id))
+            msgs = msgs if isinstance(msgs, list) else [msgs]
+            return tuple(m.id for m in msgs if m is not None)
+        if isinstance(action, EditText):
+            m = await c.edit_message(await self._peer(action.chat_id), action.message_id,
+                                     action.text, link_preview=False)
+            return (m.id,)
+        if isinstance(action, DeleteMessages):
+            await c.delete_messages(await self._peer(action.chat_id),
+                                    list(action.message_ids), revoke=True)
+            return tuple(action.message_ids)
+        raise BadAction(f"{type(action).__name__} is not supported")
+
+    def lib_classify(self, exc):
+        if isinstance(exc, FLOOD_ERRORS):
+            request = getattr(exc, "request", None)
+            if request is not None:      # forget it: the rate limiter owns flood decisions
+                self.client._flood_waited_requests.pop(request.CONSTRUCTOR_ID, None)
+            seconds = max(1, int(exc.seconds or 0))
+            return "flood_wait", seconds, f"FLOOD_WAIT_{seconds}"
+        if isinstance(exc, PeerUnknown):
+            return "peer_invalid", 0, str(exc)
+        if isinstance(exc, errors.RPCError):
+            name, code = rpc_id(exc), exc.code or 0
+            text = f"{name} (code {code})"
+            if code >= 500 or code < 0 or \
+                    isinstance(exc, (errors.ServerError, errors.TimedOutError)):
+                return "network", 0, text
+            if name in PEER_ERRORS:
+                return "peer_invalid", 0, text
+            return "rpc_fatal", 0, text
+        if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+            return "timeout", 0, describe(exc)
+        if isinstance(exc, (ConnectionError, OSError)):
+            return "network", 0, describe(exc)
+        return "rpc_fatal", 0, describe(exc)
+
+    # ---- health, reconnect, session ---------------------------------------------------------
+    async def lib_health(self):
+        await self.client(functions.updates.GetStateRequest())
+
+    def lib_connected(self):
+        client = self.client
+        return bool(client is not None and client.is_connected())
+
+    async def lib_reconnect(self):
+        if not self.client.is_connected():
+            await self.client.connect()      # the update loop catches up (catch_up=True)
+
+    async def lib_export(self):
+        client = self.client
+        if client is None:
+            return None
+        await client._save_states_and_entities()   # Telethon's own pre-save step
+        return client.session.to_body()
+
+    async def lib_close(self):
+        client = self.client
+        if client is None:
+            return None
+        authorized = bool(client._authorized) or not client._message_box.is_empty()
+        try:
+            await client.disconnect()        # saves the update state into the session
+        except Exception as exc:
+            log.warning("%s: disconnect failed: %s", self.name, describe(exc))
+        return client.session.to_body() if authorized else None
