@@ -1,0 +1,77 @@
+"""What happens to actions that cannot go at once or fail: a full queue, FLOOD_WAIT, invalid
+peers, network errors, exhausted retries; and the accounting that proves none is lost."""
+from collections import Counter
+
+from messages.telegram import SendText
+from tests.bots.helpers import assert_accounting, group_spec, msg
+
+ECHO = [{"type": "echo"}]
+
+
+def attempts_by_chat(tree, group):
+    return Counter(s.chat_id for s in tree.records(group).sends)
+
+
+def test_full_queue_refuses_new_actions_with_a_counted_drop(bot_tree):
+    tree = bot_tree([group_spec("alpha", ECHO, queue_max=3, max_in_flight=1)])
+    tree.hold("alpha", True)
+    tree.inject("alpha", [msg("alpha", 100 + i, 1, f"m{i}") for i in range(10)])
+    s = tree.wait(lambda: (lambda s: s if s["accepted"] == 10 and s["in_flight"] == 1
+                           else None)(tree.stats("alpha")))
+    # one batch: 3 fit, 7 refused; one of the 3 went out (max_in_flight=1), 2 wait
+    assert s["dropped_by_reason"] == {"queue_full": 7} and s["in_queue"] == 2
+    assert_accounting(s)
+    tree.hold("alpha", False)
+    s = tree.settle("alpha")
+    assert s["sent"] == 3 and s["dropped"] == 7
+    assert_accounting(s)
+    assert sorted(x.action.chat_id for x in tree.sends("alpha")) == [100, 101, 102]
+
+
+def test_flood_wait_is_reported_and_retried_later(bot_tree):
+    tree = bot_tree([group_spec("alpha", ECHO)])
+    tree.fail_next("alpha", "flood_wait", 1, flood_wait_s=1.0)
+    tree.inject("alpha", [msg("alpha", 100, 1, "hi")])
+    tree.wait_sends("alpha", 1)
+    recs = tree.records("alpha").sends
+    assert [(r.ok, r.error_kind) for r in recs] == [(False, "flood_wait"), (True, "")]
+    assert recs[0].action == recs[1].action and recs[0].action_id != recs[1].action_id
+    assert recs[1].t - recs[0].t >= 1.0           # never before the server's wait
+    s = tree.settle("alpha")
+    assert s["sent"] == 1 and s["retries"] == 1 and s["dropped"] == 0
+    lim = tree.wait(lambda: (lambda c: c if c["flood_waits"].get("alpha") == 1 else None)(
+        tree.service_stats("ratelimit")), what="FloodWaitReport counted by the limiter")
+    assert lim["penalty_seconds"]["alpha"] >= 1.0
+
+
+def test_peer_invalid_is_dropped_at_once_with_its_reason(bot_tree):
+    tree = bot_tree([group_spec("alpha", ECHO)])
+    tree.fail_next("alpha", "peer_invalid", 1, chat_id=100)
+    tree.inject("alpha", [msg("alpha", 100, 1, "a"), msg("alpha", 101, 1, "b")])
+    tree.wait_sends("alpha", 1)
+    s = tree.settle("alpha")
+    assert s["dropped_by_reason"] == {"peer_invalid": 1} and s["sent"] == 1 and s["retries"] == 0
+    assert attempts_by_chat(tree, "alpha") == {100: 1, 101: 1}
+
+
+def test_every_outcome_is_accounted_for(bot_tree):
+    """accepted == sent + published + dropped once everything settled: queue full, flood wait,
+    network errors until retries run out, fatal errors, invalid peers, events published."""
+    handlers = ECHO + [{"type": "tests.bots.pubsub_handlers:Announce", "topic": "log"}]
+    tree = bot_tree([group_spec("alpha", handlers, queue_max=5, max_in_flight=2,
+                                retry={"base_s": 0.05, "max_s": 0.2, "max_attempts": 2})])
+    tree.fail_next("alpha", "peer_invalid", 1, chat_id=301)
+    tree.fail_next("alpha", "flood_wait", 1, flood_wait_s=0.2, chat_id=302)
+    tree.fail_next("alpha", "network", 5, chat_id=303)
+    tree.fail_next("alpha", "rpc_fatal", 1, chat_id=304)
+    tree.fail_next("alpha", "timeout", 1, chat_id=305)
+    tree.inject("alpha", [msg("alpha", 301 + i, 1, f"m{i}") for i in range(10)])
+    s = tree.settle("alpha")
+    assert_accounting(s)
+    assert s["accepted"] == 20 and s["published"] == 10
+    assert s["dropped_by_reason"] == {"queue_full": 5, "peer_invalid": 1,
+                                      "retries_exhausted": 1, "rpc_fatal": 1}
+    assert s["sent"] == 2 and s["retries"] == 3    # 302 (flood), 305 (timeout), 303 once
+    ok = sorted(x.action.chat_id for x in tree.sends("alpha"))
+    assert ok == [302, 305], ok
+    assert attempts_by_chat(tree, "alpha") == {301: 1, 302: 2, 303: 2, 304: 1, 305: 2}

@@ -1,0 +1,118 @@
+"""The bot with the fleet's shared services: events between bots through the EventBus, dedup
+that survives a restart through the store, a store that does not answer, a bot whose handler
+config is invalid failing alone; and the EventBus's own rules."""
+import time
+
+from messages.backend import BusEvent, PublishEvent, SubscribeTopics, UnsubscribeAll
+from messages.lifecycle import TEMPORARY
+from tests.bots.helpers import assert_accounting, group_spec, msg
+
+ECHO = [{"type": "echo"}]
+PUBSUB = [{"type": "tests.bots.pubsub_handlers:Announce", "topic": "news"},
+          {"type": "tests.bots.pubsub_handlers:Notify", "topic": "news", "chat": 900}]
+
+
+def test_publish_subscribe_between_two_bots(bot_tree):
+    tree = bot_tree([group_spec("a", PUBSUB), group_spec("b", PUBSUB)])
+    tree.inject("a", [msg("a", 10, 1, "hello from a")])
+    tree.wait_sends("b", 1)
+    tree.inject("b", [msg("b", 20, 1, "hello from b")])
+    tree.wait_sends("a", 1)
+    # each bus delivery to a bot is FIFO: had `a` heard its own event, its answer would be
+    # at a's backend before the answer to b's later event
+    assert [(x.action.chat_id, x.action.text) for x in tree.sends("a")] == \
+        [(900, "b: hello from b")]
+    assert [(x.action.chat_id, x.action.text) for x in tree.sends("b")] == \
+        [(900, "a: hello from a")]
+    for g in ("a", "b"):
+        s = tree.settle(g)
+        assert s["published"] == 1 and s["events_in"] == 1 and s["sent"] == 1
+        assert_accounting(s)
+    bus = tree.service_stats("eventbus")
+    assert bus["published"] == {"news": 2} and bus["delivered"] == 2 and bus["subscribers"] == 2
+
+
+def test_invalid_handler_config_fails_that_bot_only(bot_tree):
+    bad = {"bad_rule": [{"type": "autoreply", "rules": [{"match": "", "reply": "x"}]}],
+           "bad_path": [{"type": "no_such_pkg.mod:Handler"}],
+           "bad_ctor": [{"type": "tests.support.bad_handlers:BadConfig"}]}
+    groups = [group_spec("good", ECHO)] + [group_spec(name, handlers, restart=TEMPORARY,
+                                                      intensity=1)
+                                           for name, handlers in bad.items()]
+    tree = bot_tree(groups)
+    st = tree.wait(lambda: (lambda st: st if all(st[f"root/{n}"].state == "failed"
+                                                 for n in bad) else None)(tree.status()),
+                   what="the bad groups failed")
+    expected = {"bad_rule": "handlers[0] ('autoreply'): autoreply rule 0: 'match' must be a "
+                            "non-empty string",
+                "bad_path": "handlers[0] ('no_such_pkg.mod:Handler'): handler "
+                            "'no_such_pkg.mod:Handler': cannot import module 'no_such_pkg.mod'",
+                "bad_ctor": "handlers[0] ('tests.support.bad_handlers:BadConfig'): KeyError"}
+    for name, text in expected.items():
+        err = st[f"root/{name}"].last_error
+        assert f"bot {name}: {text}" in err, err
+    assert st["root/good"].state == "running" and st["root/good/bot"].state == "running"
+    tree.inject("good", [msg("good", 100, 1, "still here")])
+    assert tree.wait_sends("good", 1)[0].action.text == "still here"
+
+
+def test_store_dedup_survives_a_bot_restart(bot_tree, tmp_path):
+    tree = bot_tree([group_spec("alpha", ECHO)], store=str(tmp_path / "fleet.db"))
+    batch = [msg("alpha", 100 + i, 1, f"m{i}") for i in range(3)]
+    tree.inject("alpha", batch)
+    tree.wait_sends("alpha", 3)
+    before = tree.child("alpha", "bot")
+    tree.restart("alpha", "bot")
+    tree.wait(lambda: (lambda a: a is not None and a != before)(tree.child("alpha", "bot")),
+              what="bot restarted")
+    # GetDifference after a restart redelivers what the old bot already answered
+    tree.inject("alpha", batch + [msg("alpha", 200, 1, "new")])
+    tree.wait_sends("alpha", 4)
+    s = tree.settle("alpha")
+    assert len(tree.sends("alpha")) == 4
+    assert s["store_dedup_hits"] == 3 and s["sent"] == 1 and s["store_dedup_fallbacks"] == 0
+    # and a redelivery within one life is caught by the in-memory LRU
+    tree.inject("alpha", [msg("alpha", 200, 1, "new")])
+    tree.wait(lambda: tree.stats("alpha")["dedup_hits"] == 4, what="LRU dedup hit")
+    assert len(tree.sends("alpha")) == 4
+
+
+def test_store_that_does_not_answer_falls_back_to_memory(bot_tree):
+    tree = bot_tree([group_spec("alpha", ECHO, store_timeout_s=0.3)], store="silent")
+    batch = [msg("alpha", 100, 1, "a"), msg("alpha", 101, 1, "b")]
+    tree.inject("alpha", batch)
+    tree.wait_sends("alpha", 2)
+    tree.inject("alpha", batch + [msg("alpha", 102, 1, "c")])
+    tree.wait_sends("alpha", 3)
+    s = tree.settle("alpha")
+    assert s["store_dedup_fallbacks"] == 2 and s["dedup_hits"] == 2 and s["sent"] == 3
+
+
+def _next_event(fleet, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = fleet.listen(max(0.0, deadline - time.monotonic()))
+        if isinstance(got, BusEvent):
+            return got
+    return None
+
+
+def test_eventbus_routes_by_topic_and_stays_bounded(fleet, bot_tree):
+    tree = bot_tree([], eventbus={"max_subscribers": 1, "max_topics_per_subscriber": 2})
+    bus = tree.service("eventbus")
+    fleet.tell(bus, SubscribeTopics("ext", ("a", "b", "c")))        # 3 topics: refused
+    fleet.tell(bus, SubscribeTopics("ext", ("a", "*")))
+    fleet.tell(bus, SubscribeTopics("other", ("a",)))               # 2nd subscriber: refused
+    fleet.tell(bus, PublishEvent("zzz", {"n": 1}, "src"))           # via '*'
+    fleet.tell(bus, PublishEvent("a", {"n": 2}, "ext"))             # own event: not echoed
+    fleet.tell(bus, PublishEvent("a", {"n": 3}, "src"))
+    got = [_next_event(fleet), _next_event(fleet)]
+    assert [(e.topic, e.payload["n"], e.source) for e in got] == [("zzz", 1, "src"),
+                                                                  ("a", 3, "src")]
+    fleet.tell(bus, UnsubscribeAll("ext"))
+    fleet.tell(bus, PublishEvent("a", {"n": 4}, "src"))
+    c = tree.wait(lambda: (lambda c: c if c["published_total"] == 4 else None)(
+        tree.service_stats("eventbus")))
+    assert c["refused"] == 2 and c["subscribers"] == 0 and c["topics"] == 0
+    assert c["delivered"] == 2 and c["no_subscribers"] == 2
+    assert c["published"] == {"zzz": 1, "a": 3}
