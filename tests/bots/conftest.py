@@ -33,13 +33,16 @@ def fleet(request):
 
 @pytest.fixture
 def bot_tree(fleet):
-    """start(groups, limits=FAST_LIMITS, store=None|path|'silent') -> BotTree."""
+    """start(groups, limits=FAST_LIMITS|policy kwargs|'silent', store=None|path|'silent',
+    eventbus=EventBus args) -> BotTree ('silent': a service that never answers)."""
     def start(groups, limits=None, store=None, eventbus=None, timeout=30):
-        children = [ChildSpec("ratelimit", "actors.ratelimit.RateLimiterActor",
-                              dict(FAST_LIMITS if limits is None else limits)),
+        limiter = "actors.ratelimit.RateLimiterActor" if limits != "silent" else \
+            "tests.bots.tree.Silent"
+        limits = FAST_LIMITS if limits is None else {} if limits == "silent" else limits
+        children = [ChildSpec("ratelimit", limiter, dict(limits)),
                     ChildSpec("eventbus", "actors.eventbus.EventBus", dict(eventbus or {}))]
         if store == "silent":
-            children.append(ChildSpec("store", "tests.bots.tree.SilentStore"))
+            children.append(ChildSpec("store", "tests.bots.tree.Silent"))
         elif store is not None:
             children.append(ChildSpec("store", "actors.store.StoreActor", {"path": store}))
         children.extend(groups)

@@ -75,3 +75,25 @@ def test_every_outcome_is_accounted_for(bot_tree):
     ok = sorted(x.action.chat_id for x in tree.sends("alpha"))
     assert ok == [302, 305], ok
     assert attempts_by_chat(tree, "alpha") == {301: 1, 302: 2, 303: 2, 304: 1, 305: 2}
+
+
+def test_missing_result_counts_as_timeout_and_late_result_is_ignored(bot_tree):
+    tree = bot_tree([group_spec("alpha", ECHO, result_timeout_s=0.3)])
+    tree.hold("alpha", True)
+    tree.inject("alpha", [msg("alpha", 100, 1, "hi")])
+    tree.wait(lambda: tree.stats("alpha")["retries"] >= 1, what="retry after no result")
+    tree.wait(lambda: tree.records("alpha").total >= 2, what="second attempt at the backend")
+    tree.hold("alpha", False)
+    s = tree.settle("alpha")
+    assert s["sent"] == 1 and s["late_results"] >= 1 and s["dropped"] == 0
+    assert_accounting(s)
+
+
+def test_silent_rate_limiter_means_no_sends_but_no_loss(bot_tree):
+    tree = bot_tree([group_spec("alpha", ECHO, grant_timeout_s=0.1)], limits="silent")
+    tree.inject("alpha", [msg("alpha", 100, 1, "hi")])
+    s = tree.wait(lambda: (lambda s: s if s["grant_timeouts"] >= 2 else None)(
+        tree.stats("alpha")), what="grant requests timing out")
+    assert s["sent"] == 0 and s["in_queue"] == 1 and s["grant_requests"] >= 3
+    assert_accounting(s)
+    assert tree.records("alpha").total == 0

@@ -4,7 +4,7 @@ config is invalid failing alone; and the EventBus's own rules."""
 import time
 
 from messages.backend import BusEvent, PublishEvent, SubscribeTopics, UnsubscribeAll
-from messages.lifecycle import TEMPORARY
+from messages.lifecycle import TEMPORARY, ChildCommand, ChildCommandResult
 from tests.bots.helpers import assert_accounting, group_spec, msg
 
 ECHO = [{"type": "echo"}]
@@ -116,3 +116,20 @@ def test_eventbus_routes_by_topic_and_stays_bounded(fleet, bot_tree):
     assert c["refused"] == 2 and c["subscribers"] == 0 and c["topics"] == 0
     assert c["delivered"] == 2 and c["no_subscribers"] == 2
     assert c["published"] == {"zzz": 1, "a": 3}
+
+
+def test_bots_follow_restarted_services(bot_tree):
+    """A restarted limiter or bus has a new address: the root's EnvUpdate reaches the bots,
+    which then ask the new limiter and re-subscribe at the new bus."""
+    tree = bot_tree([group_spec("a", PUBSUB), group_spec("b", PUBSUB)])
+    old = {n: tree.service(n) for n in ("ratelimit", "eventbus")}
+    for name in ("ratelimit", "eventbus"):
+        r = tree.ask(tree.root, ChildCommand("restart", name, tree.rid()), ChildCommandResult)
+        assert r.ok
+    tree.wait(lambda: all(tree.service(n) not in (None, old[n]) for n in old),
+              what="services restarted")
+    tree.wait(lambda: tree.service_stats("eventbus")["subscribers"] == 2,
+              what="bots re-subscribed at the new bus")
+    tree.inject("a", [msg("a", 10, 1, "after restart")])
+    assert tree.wait_sends("b", 1)[0].action.text == "a: after restart"
+    assert tree.service_stats("ratelimit")["granted_total"] >= 1

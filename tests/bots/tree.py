@@ -6,7 +6,7 @@ every child started after it under that key, and a restarted service is announce
 `EnvUpdate`. So the tests build exactly the fleet's shape: root -> [ratelimit, eventbus, (store)]
 then BotGroups -> [backend, bot].
 
-`SilentStore` swallows every request: the store that never answers, for the dedup fallback.
+`Silent` swallows every request: the store or rate limiter that never answers.
 """
 from __future__ import annotations
 
@@ -30,8 +30,8 @@ class ServiceRoot(Supervisor):
         super().on_Started(msg, sender)
 
 
-class SilentStore(FleetActor):
-    kind = "store"
+class Silent(FleetActor):
+    kind = "silent"
 
     def on_unknown(self, msg, sender):
-        """Every store request ends here, unanswered, on purpose."""
+        """Every request ends here, unanswered, on purpose."""
