@@ -633,8 +633,14 @@ class BackendActor(FleetActor):
     def on_BackendStatsRequest(self, msg, sender):
         self.send(sender, BackendStats(msg.request_id, self.stats()))
 
+    COUNTERS = ("updates", "updates_dropped", "requests", "health_ok", "health_failed",
+                "reconnects", "reconnect_attempts", "stalls", "session_saves",
+                "corrupted_sessions", "results_ok", "results_flood_wait", "results_network",
+                "results_timeout", "results_rpc_fatal", "results_peer_invalid")
+
     def stats(self) -> dict:
-        out = dict(self.counters)
+        out = {name: 0 for name in self.COUNTERS}
+        out.update(self.counters)
         out.update(library=self.library, login_state=self.login_state,
                    connected=self.connected, self_id=self.self_id,
                    in_flight=len(self.in_flight), queued=len(self.queue),
