@@ -58,6 +58,7 @@ class RootSupervisor(Supervisor):
         sup = cfg["supervision"]
         os.makedirs(cfg["system"]["data_dir"], exist_ok=True)
         self.snapshot_pending = False
+        self.env = dict(self.env, root=self.myAddress)   # every descendant can reach the root
         super().on_start({
             "strategy": ONE_FOR_ONE,
             "intensity": sup["intensity"], "period": sup["period_s"],
@@ -66,7 +67,6 @@ class RootSupervisor(Supervisor):
                         "reset_after_s": sup["backoff_reset_after_s"]},
             "children": args.get("children") or root_children(cfg),
         })
-        self.child_env["root"] = self.myAddress
         self.every("snapshot", 1.0)
 
     def on_Started(self, msg: Started, sender):
@@ -86,7 +86,7 @@ class RootSupervisor(Supervisor):
                         self.send(other.addr, update)
 
     def on_timer(self, name):
-        if name == "snapshot":
+        if name in ("snapshot", "snapshot_soon"):
             self.snapshot_pending = False
             self.on_TreeStatusRequest(TreeStatusRequest("snapshot"), self.myAddress)
         else:
@@ -95,7 +95,11 @@ class RootSupervisor(Supervisor):
     def on_lifecycle_event(self, ev):
         if not self.snapshot_pending:   # push the change to /metrics within ~50 ms
             self.snapshot_pending = True
-            self.after("snapshot", 0.05)
+            self.after("snapshot_soon", 0.05)
+
+    def on_LifecycleEvent(self, ev, sender):
+        """An event from a supervisor deeper in the tree: refresh the snapshot soon."""
+        self.on_lifecycle_event(ev)
 
     def on_TreeStatus(self, msg: TreeStatus, sender):
         if msg.request_id == "snapshot" and sender == self.myAddress:

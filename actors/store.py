@@ -55,6 +55,7 @@ from messages.store import (REQUESTS, DedupCheck, DeleteBotConfig, GetBotConfig,
                             QueryAudit, SessionGet, SessionPut, StateGet, StatePut, StoreReply,
                             StoreStats)
 from system.loopthread import LoopThread
+from system.metrics_client import MetricsBuffer
 
 MAX_NAME = 256             # bot names, accounts, kv keys, item ids (characters)
 MAX_KEYS = 10_000          # keys per DedupCheck / ids per OutboxDone
@@ -261,6 +262,7 @@ class StoreActor(FleetActor):
         self.journal_mode = ""
         self.schema = (0, 0)
         self._dedup_count: dict[str, int] = {}   # loop thread only
+        self.metrics = MetricsBuffer(self.path or "store")
         self.open_bridge()
         self.loop = LoopThread(f"store-{self.child_id}")
         self._conn = None                # the aiosqlite connection until it is closed
@@ -309,6 +311,10 @@ class StoreActor(FleetActor):
             self._submit_batch()
         elif tag[0] == "open":
             self._opened(fut.result())   # an open/migration error raises here: let it crash
+        elif tag[0] == "rows":
+            if fut.exception() is None:
+                for table, count in fut.result().items():
+                    self.metrics.set("tgfleet_store_rows", float(count or 0), table=table)
         elif tag[0] == "probe":
             _, seq, sender = tag
             stuck = (self.inflight is not None
@@ -323,6 +329,9 @@ class StoreActor(FleetActor):
             self.log.warning("%s: journal_mode is %r, not wal", self.path, self.journal_mode)
         self.log.info("%s: %s open, schema %d -> %d", self.path, self.db_path, *self.schema)
         self.every("cleanup", self.state_cleanup_s)
+        self.every("metrics", 1.0)
+        self.every("row_counts", 15.0)
+        self.after("row_counts", 0.5)
         self.report_started()
         self._submit_batch()
 
@@ -330,6 +339,17 @@ class StoreActor(FleetActor):
         if name == "cleanup" and self.ready:
             self.queue.append(_Op(None, None, True, self._run_cleanup, multi=True))
             self._submit_batch()
+        elif name == "metrics":
+            self.metrics.flush(self)
+        elif name == "row_counts" and self.ready:
+            self.loop.submit_to(self._row_counts(), self.bridge, ("rows",))
+            if "row_counts" not in self._timers:
+                self.every("row_counts", 15.0)
+
+    async def _row_counts(self):
+        """On the loop thread, outside any write transaction: rows per table for metrics."""
+        return {table: await _scalar(self.db, f"SELECT COUNT(*) FROM {table}")
+                for table in TABLES}
 
     def on_probe(self, msg, sender):
         """Answered through the loop thread, so a dead or wedged loop shows as missed probes; a
@@ -416,6 +436,7 @@ class StoreActor(FleetActor):
                 writes += 1
                 if ok and committed:
                     self.latencies.append(t_end - op.t_recv)
+                    self.metrics.observe("tgfleet_store_write_seconds", t_end - op.t_recv)
             else:
                 self.counters["reads"] += 1
             if not ok:

@@ -477,9 +477,9 @@ class Supervisor(FleetActor):
     # ---- events: audit log and metrics ---------------------------------------------------
     def emit(self, event: str, path: str, reason: str = ""):
         ev = LifecycleEvent(time.time(), path, event, reason[:500])
-        for key in ("store", "metrics"):
+        for key in ("store", "metrics", "root"):
             addr = self.child_env.get(key)
-            if addr is not None:
+            if addr is not None and addr != self.myAddress:
                 self.send(addr, ev)
         self.on_lifecycle_event(ev)
 

@@ -26,7 +26,7 @@ import time
 
 from messages.lifecycle import Start, Started, Stop, TreeStatus, TreeStatusRequest
 from messages.system import RootExited
-from system.config import ConfigError, load_config
+from system.config import ConfigError, load_config, validate_bot
 from system.logs import log_defs
 
 log = logging.getLogger("tgfleet.launcher")
@@ -134,7 +134,8 @@ class Launcher:
             if cfg["localtg"]["demo_bots"] > 0:
                 bots, bot_ids, self.demo = demo_fleet(tg, cfg)
                 names = {b["name"] for b in cfg["bots"]}
-                cfg["bots"] = cfg["bots"] + [b for b in bots if b["name"] not in names]
+                cfg["bots"] = cfg["bots"] + [validate_bot(b, where=f"demo bot {b['name']}")
+                                             for b in bots if b["name"] not in names]
                 self.demo["bot_ids"] = bot_ids
         self.expected_bots = len(cfg["bots"])
         logs = cfg["log"]

@@ -1,0 +1,61 @@
+"""The embedded demo as an operator meets it: `run` reaches "10 of 10 bots running", the crowd
+gets answers, ctl status shows the bots, and ctl stop/start/restart show up in /metrics within
+a second (read with prometheus-client's own parser)."""
+import time
+
+import pytest
+
+from tests.e2e.helpers import localtg_of, metric, scrape, wait_until
+from tests.ops.conftest import start_fleet, stop_fleet
+
+
+@pytest.mark.parametrize("base", ["inprocess", "processes"])
+def test_demo_fleet_answers_and_reports(tmp_path, base):
+    fleet = start_fleet(tmp_path, base, localtg=True, demo_bots=10,
+                        wait_for="10 of 10 bots running", timeout=120)
+    try:
+        tg = localtg_of(fleet)
+        wait_until(lambda: "crowd:" in fleet.output(), 20, what="crowd start")
+        stats = wait_until(lambda: (lambda s: s if s["answered"] >= 20 else None)(
+            tg.crowd_stats()), 60, what="20 crowd messages answered")
+        assert stats["duplicates"] == 0
+
+        code, out, err = fleet.ctl_json("status")
+        assert code == 0, err
+        groups = [a for a in out["result"]["actors"]
+                  if a["path"].startswith("root/bots/") and a["path"].count("/") == 2]
+        assert len(groups) == 10 and all(g["state"] == "running" for g in groups)
+        r = fleet.ctl("status")
+        assert "10 of 10 bots running" in r.stdout
+
+        port = fleet.ports["metrics"]
+        s = scrape(port)
+        for fam in ("tgfleet_bot_updates_total", "tgfleet_bot_actions_total",
+                    "tgfleet_e2e_latency_seconds_count", "tgfleet_backend_connected",
+                    "tgfleet_ratelimit_grants_total", "tgfleet_store_write_seconds_count",
+                    "tgfleet_process_resident_memory_bytes", "tgfleet_actors"):
+            assert metric(s, fam) > 0, f"{fam} missing or zero after traffic"
+
+        def running_bots():
+            return metric(scrape(port), "tgfleet_actors", kind="bot", state="running")
+        wait_until(lambda: running_bots() == 10, 10, what="10 bots running in /metrics")
+
+        def within_a_second(pred):
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < 1.0:
+                if pred():
+                    return time.monotonic() - t0
+                time.sleep(0.05)
+            raise AssertionError("/metrics did not change within a second")
+
+        assert fleet.ctl("stop", "demo3").returncode == 0
+        within_a_second(lambda: running_bots() == 9)
+        assert fleet.ctl("start", "demo3").returncode == 0
+        within_a_second(lambda: running_bots() == 10)
+        before = metric(scrape(port), "tgfleet_restarts_total")
+        assert fleet.ctl("restart", "demo3").returncode == 0
+        within_a_second(lambda: metric(scrape(port), "tgfleet_restarts_total") > before)
+    finally:
+        rc, left = stop_fleet(fleet)
+    assert rc == 0, fleet.output()[-3000:]
+    assert not left
