@@ -33,18 +33,23 @@ def fleet(request):
 
 @pytest.fixture
 def bot_tree(fleet):
-    """start(groups, limits=FAST_LIMITS|policy kwargs|'silent', store=None|path|'silent',
-    eventbus=EventBus args) -> BotTree ('silent': a service that never answers)."""
-    def start(groups, limits=None, store=None, eventbus=None, timeout=30):
+    """start(groups, limits=..., store=..., eventbus=..., metrics=False) -> BotTree.
+    limits: FAST_LIMITS (default) | RateLimitPolicy kwargs | 'silent' (a limiter that never
+    answers) | 'none' (no limiter: the bot grants itself everything); store: None | a database
+    path | 'silent'; eventbus: EventBus args; metrics: add a MetricsSink as 'metrics'."""
+    def start(groups, limits=None, store=None, eventbus=None, metrics=False, timeout=30):
         limiter = "actors.ratelimit.RateLimiterActor" if limits != "silent" else \
             "tests.bots.tree.Silent"
-        limits = FAST_LIMITS if limits is None else {} if limits == "silent" else limits
-        children = [ChildSpec("ratelimit", limiter, dict(limits)),
-                    ChildSpec("eventbus", "actors.eventbus.EventBus", dict(eventbus or {}))]
+        children = [ChildSpec("eventbus", "actors.eventbus.EventBus", dict(eventbus or {}))]
+        if limits != "none":
+            limits = FAST_LIMITS if limits is None else {} if limits == "silent" else limits
+            children.insert(0, ChildSpec("ratelimit", limiter, dict(limits)))
         if store == "silent":
             children.append(ChildSpec("store", "tests.bots.tree.Silent"))
         elif store is not None:
             children.append(ChildSpec("store", "actors.store.StoreActor", {"path": store}))
+        if metrics:   # first, so every later child finds it in env
+            children.insert(0, ChildSpec("metrics", "tests.bots.tree.MetricsSink"))
         children.extend(groups)
         root = fleet.create("tests.bots.tree.ServiceRoot")
         args = {"children": children, "intensity": 20, "period": 10, "probe_interval": 0.5,

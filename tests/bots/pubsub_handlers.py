@@ -21,6 +21,9 @@ class Announce(Handler):
 class Notify(Handler):
     name = "notify"
 
+    def handle(self, update, ctx):
+        return []
+
     def subscriptions(self):
         return (self.config.get("topic", "news"),)
 

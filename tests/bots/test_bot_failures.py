@@ -2,6 +2,8 @@
 peers, network errors, exhausted retries; and the accounting that proves none is lost."""
 from collections import Counter
 
+import pytest
+
 from messages.telegram import SendText
 from tests.bots.helpers import assert_accounting, group_spec, msg
 
@@ -28,8 +30,11 @@ def test_full_queue_refuses_new_actions_with_a_counted_drop(bot_tree):
     assert sorted(x.action.chat_id for x in tree.sends("alpha")) == [100, 101, 102]
 
 
-def test_flood_wait_is_reported_and_retried_later(bot_tree):
-    tree = bot_tree([group_spec("alpha", ECHO)])
+@pytest.mark.parametrize("limiter", [True, False], ids=["limiter", "no_limiter"])
+def test_flood_wait_is_reported_and_retried_later(bot_tree, limiter):
+    """With a limiter its penalty holds the chat too; without one the bot's own retry delay
+    alone must respect the server's wait."""
+    tree = bot_tree([group_spec("alpha", ECHO)], limits=None if limiter else "none")
     tree.fail_next("alpha", "flood_wait", 1, flood_wait_s=1.0)
     tree.inject("alpha", [msg("alpha", 100, 1, "hi")])
     tree.wait_sends("alpha", 1)
@@ -39,6 +44,9 @@ def test_flood_wait_is_reported_and_retried_later(bot_tree):
     assert recs[1].t - recs[0].t >= 1.0           # never before the server's wait
     s = tree.settle("alpha")
     assert s["sent"] == 1 and s["retries"] == 1 and s["dropped"] == 0
+    if not limiter:
+        assert s["grant_requests"] == 0
+        return
     lim = tree.wait(lambda: (lambda c: c if c["flood_waits"].get("alpha") == 1 else None)(
         tree.service_stats("ratelimit")), what="FloodWaitReport counted by the limiter")
     assert lim["penalty_seconds"]["alpha"] >= 1.0

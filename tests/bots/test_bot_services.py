@@ -27,6 +27,7 @@ def test_publish_subscribe_between_two_bots(bot_tree):
     for g in ("a", "b"):
         s = tree.settle(g)
         assert s["published"] == 1 and s["events_in"] == 1 and s["sent"] == 1
+        assert s["handler_errors"] == {}
         assert_accounting(s)
     bus = tree.service_stats("eventbus")
     assert bus["published"] == {"news": 2} and bus["delivered"] == 2 and bus["subscribers"] == 2
@@ -133,3 +134,33 @@ def test_bots_follow_restarted_services(bot_tree):
     tree.inject("a", [msg("a", 10, 1, "after restart")])
     assert tree.wait_sends("b", 1)[0].action.text == "a: after restart"
     assert tree.service_stats("ratelimit")["granted_total"] >= 1
+
+
+def test_bot_limiter_and_bus_report_their_metrics(bot_tree):
+    from tests.bots.tree import GetReports, Reports
+    tree = bot_tree([group_spec("a", PUBSUB + [{"type": "tests.support.bad_handlers:Raising"},
+                                                {"type": "echo"}], queue_max=1),
+                     group_spec("b", PUBSUB)], metrics=True)
+    tree.inject("a", [msg("a", 10, 1, "boom"), msg("a", 10, 2, "two")])
+    tree.wait_sends("b", 2)
+    tree.wait_sends("a", 1)
+    bot = (("bot", "a"),)
+    B_SENT = (("bot", "b"), ("action", "send_message"), ("result", "ok"))
+
+    def reports():
+        r = tree.ask(tree.service("metrics"), GetReports(tree.rid()), Reports).samples
+        wanted = [("root/a/bot", ("tgfleet_bot_updates_total", bot), 2),
+                  ("root/a/bot", ("tgfleet_bot_queue_drops_total", bot), 1),
+                  ("root/b/bot", ("tgfleet_bot_actions_total", B_SENT), 2),
+                  ("root/ratelimit", ("tgfleet_ratelimit_grants_total", (("bot", "b"),)), 2),
+                  ("root/eventbus", ("tgfleet_eventbus_published_total",
+                                     (("topic", "news"),)), 2)]
+        return r if all(r.get(src, {}).get(key) == n for src, key, n in wanted) else None
+    r = tree.wait(reports, what="metrics reports with the traffic")
+    a = r["root/a/bot"]
+    assert a[("tgfleet_bot_actions_total", bot + (("action", "publish"), ("result", "ok")))] == 2
+    assert a[("tgfleet_bot_handler_errors_total", bot + (("handler", "raising"),))] == 1
+    assert a[("tgfleet_bot_queue_depth", bot)] == 0
+    assert a[("tgfleet_bot_queue_drops_total", bot)] == 1       # 2 echoes, room for 1
+    assert a[("tgfleet_e2e_latency_seconds", bot)][2] == 1      # (buckets, sum, count)
+    assert ("tgfleet_bot_last_update_age_seconds", bot) in a

@@ -7,8 +7,12 @@ every child started after it under that key, and a restarted service is announce
 then BotGroups -> [backend, bot].
 
 `Silent` swallows every request: the store or rate limiter that never answers.
+`MetricsSink` stands in for the metrics exporter: it keeps the latest `MetricsReport` of every
+source and answers `GetReports` with them.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from actors.base import FleetActor
 from actors.supervisor import Supervisor
@@ -35,3 +39,30 @@ class Silent(FleetActor):
 
     def on_unknown(self, msg, sender):
         """Every request ends here, unanswered, on purpose."""
+
+
+@dataclass(frozen=True)
+class GetReports:
+    request_id: str = ""
+
+
+@dataclass(frozen=True)
+class Reports:
+    request_id: str
+    samples: dict          # source -> {(family, labels): value}
+
+
+class MetricsSink(FleetActor):
+    kind = "metrics"
+
+    def on_start(self, args):
+        self.latest: dict = {}
+
+    def on_MetricsReport(self, msg, sender):
+        self.latest[msg.source] = {(fam, labels): value for fam, labels, value in msg.samples}
+
+    def on_LifecycleEvent(self, msg, sender):
+        """Supervisors send these to 'metrics' too; not needed here."""
+
+    def on_GetReports(self, msg: GetReports, sender):
+        self.send(sender, Reports(msg.request_id, dict(self.latest)))
