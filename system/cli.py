@@ -98,6 +98,7 @@ def ctl_main(argv: list[str]) -> int:
     lg = sub.add_parser("login", help="log a user account in (prompts for the code)")
     lg.add_argument("name")
     lg.add_argument("--code", help="the login code (otherwise prompted)")
+    lg.add_argument("--status", action="store_true", help="only show the login state")
     cg = sub.add_parser("config", help="config get [KEY] | config set KEY VALUE")
     cg.add_argument("op", choices=["get", "set"])
     cg.add_argument("key", nargs="?")
@@ -143,12 +144,17 @@ def ctl_main(argv: list[str]) -> int:
                 command, call_args = "config-set", {"key": args.key, "value": value}
         elif command == "login":
             state = client.call("login", name=args.name)
-            if state["state"] == "awaiting_code":
+            if state["state"] == "awaiting_code" and not args.status:
                 code = args.code
                 if code is None:
-                    if not sys.stdin.isatty() and sys.stdin.closed:
-                        return fail("a login code is needed: pass --code", 1)
-                    code = input(f"login code sent to {state.get('phone') or 'the account'}: ")
+                    if not sys.stdin.isatty():
+                        return fail("a login code is needed: pass --code CODE (or run ctl "
+                                    "login in a terminal to be prompted)", 1)
+                    try:
+                        code = input(f"login code sent to {state.get('phone') or 'the account'}"
+                                     ": ")
+                    except EOFError:
+                        return fail("no login code entered", 1)
                 call_args = {"name": args.name, "code": code.strip()}
             else:
                 call_args = {"name": args.name}
