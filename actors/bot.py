@@ -32,6 +32,12 @@ published, or a drop with a reason:
 Memory is bounded: queue_max waiting + max_in_flight at the backend (retries of in-flight
 actions re-enter even when new actions would be refused: they were already accepted).
 
+Metrics (flushed once a second to env['metrics']): updates, dedup hits, handler errors, queue
+depth and drops, last update age, retries, and tgfleet_bot_actions_total for the outcomes only
+the bot knows (rejected = queue full, dropped = final drop, publish ok, timeout = no result).
+Per-attempt outcomes and e2e latency are counted by the backend, which answered them: the
+exporter sums sources, so counting them here too would double them.
+
 Config (Start.args): name, account_kind ('bot'|'user'), handlers ([{"type": ..., ...}]),
 dedup_size (10000), state_ttl_s (3600), state_max (10000), queue_max (1000), max_in_flight (256),
 retry (RetryPolicy kwargs), tick_s (0.2), cleanup_s (60), result_timeout_s (60),
@@ -602,28 +608,22 @@ class BotActor(FleetActor):
     def on_ActionResults(self, msg: ActionResults, sender):
         self._results(msg.results)
 
-    def _results(self, results):
+    def _results(self, results, synthetic: bool = False):
+        """Outcomes of attempts. Metrics split with the backend (both report into the same
+        families and the exporter sums sources): the backend counts every attempt it answered
+        (tgfleet_bot_actions_total ok/error/flood_wait/timeout, e2e latency); the bot counts
+        what only it knows: final drops, refusals, its own timeouts (`synthetic`), retries."""
         floods: dict[int, float] = {}
         ob = self.outbox
-        now = time.time()
         for res in results:
             outcome, item, why = ob.complete(res)
-            if item is None:
+            if item is None or outcome == "ok":
                 continue
             label = action_label(item.action)
-            if outcome == "ok":
-                self.metrics.inc("tgfleet_bot_actions_total", bot=self.name, action=label,
-                                 result="ok")
-                received = item.action.received_at
-                if received > 0:
-                    sent_at = res.sent_at or now
-                    self.metrics.observe("tgfleet_e2e_latency_seconds",
-                                         max(0.0, sent_at - received), bot=self.name)
-                continue
             kind = res.error_kind
-            result = kind if kind in ("flood_wait", "timeout") else "error"
-            self.metrics.inc("tgfleet_bot_actions_total", bot=self.name, action=label,
-                             result=result)
+            if synthetic:
+                self.metrics.inc("tgfleet_bot_actions_total", bot=self.name, action=label,
+                                 result="timeout")
             if kind == "flood_wait":
                 floods[item.chat] = max(floods.get(item.chat, 0.0), float(res.flood_wait_s))
             if outcome == "retry":
@@ -636,6 +636,7 @@ class BotActor(FleetActor):
                                  res.error or "no detail")
         limiter = self.env.get("ratelimit")
         if limiter is not None:
+            # the real backend reports too; the limiter counts a repeated report once
             for chat, seconds in floods.items():
                 self.send(limiter, FloodWaitReport(self.name, chat, self.chat_kinds.get(chat, ""),
                                                    seconds))
@@ -691,7 +692,7 @@ class BotActor(FleetActor):
             overdue = self.outbox.overdue(time.monotonic(), self.cfg["result_timeout_s"])
             if overdue:
                 self._results([ActionResult(aid, False, "timeout", "no result from the backend")
-                               for aid in overdue])
+                               for aid in overdue], synthetic=True)
         elif name == "cleanup":
             stats = self.pipeline.cleanup()
             self.log.info("bot %s: cleanup: %s; queue %s", self.name, stats,

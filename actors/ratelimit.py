@@ -11,14 +11,21 @@ per bot per grant cycle however many chats are waiting.
 Messages: `GrantRequest` -> `Grant` to the sender (exactly one `policy.grant` call per request);
 `FloodWaitReport` -> `policy.flood_wait` (penalty on the chat, or the whole bot when chat_id is
 None); `BotStatsRequest` -> `BotStats(bot="ratelimit", counters=policy.stats())`.
+Both the backend (which saw the error) and the bot (which retries the action) report a
+FLOOD_WAIT; a report for the same (bot, chat) with no longer wait within `dup_window_s` of the
+previous one is the same event and is counted once (`duplicate_flood_reports`), so the penalty
+and the metrics are not doubled.
 A request the policy rejects (unknown account kind) is answered with an empty grant and
 `retry_in` = `bad_request_retry_s`, and logged: the limiter never crashes on a bot's input.
 
 Args: RateLimitPolicy kwargs (bot_per_s, bot_burst, chat_per_s, chat_burst, group_per_min,
 group_burst, user_account_per_s, user_account_burst, jitter_s, prune_interval_s, min_retry_s),
-plus prune_s (periodic prune, 60) and bad_request_retry_s (5).
+plus prune_s (periodic prune, 60), bad_request_retry_s (5) and dup_window_s (1).
 """
 from __future__ import annotations
+
+import time
+from collections import OrderedDict
 
 from actors.base import FleetActor
 from messages.backend import FloodWaitReport, Grant, GrantRequest
@@ -30,16 +37,18 @@ POLICY_ARGS = ("bot_per_s", "bot_burst", "chat_per_s", "chat_burst", "group_per_
                "group_burst", "user_account_per_s", "user_account_burst", "jitter_s",
                "prune_interval_s", "min_retry_s")
 KNOWN_KINDS = frozenset({"private", "group", "channel", "supergroup", ""})
+EXTRA_ARGS = ("prune_s", "bad_request_retry_s", "dup_window_s")
+MAX_RECENT_FLOODS = 10_000
 
 
 class RateLimiterActor(FleetActor):
     kind = "ratelimit"
 
     def on_start(self, args):
-        unknown = sorted(set(args) - set(POLICY_ARGS) - {"prune_s", "bad_request_retry_s"})
+        unknown = sorted(set(args) - set(POLICY_ARGS) - set(EXTRA_ARGS))
         if unknown:
-            raise ValueError(f"ratelimit: unknown args {unknown} (expected {POLICY_ARGS}, "
-                             f"prune_s, bad_request_retry_s)")
+            raise ValueError(f"ratelimit: unknown args {unknown} (expected one of "
+                             f"{POLICY_ARGS + EXTRA_ARGS})")
         kwargs = {k: args[k] for k in POLICY_ARGS if k in args}
         if "jitter_s" in kwargs:
             kwargs["jitter_s"] = tuple(kwargs["jitter_s"])
@@ -47,6 +56,9 @@ class RateLimiterActor(FleetActor):
         self.bad_retry_s = float(args.get("bad_request_retry_s", 5.0))
         self.requests = 0
         self.bad_requests = 0
+        self.dup_window_s = float(args.get("dup_window_s", 1.0))
+        self.recent_floods: OrderedDict = OrderedDict()   # (bot, chat) -> (monotonic, seconds)
+        self.duplicate_reports = 0
         self.metrics = MetricsBuffer(self.path)
         self.every("prune", float(args.get("prune_s", 60.0)))
         if "metrics" in self.env:
@@ -73,7 +85,22 @@ class RateLimiterActor(FleetActor):
         if g.waiting:
             self.metrics.observe("tgfleet_ratelimit_wait_seconds", g.retry_in, bot=msg.bot)
 
+    def _duplicate(self, msg: FloodWaitReport) -> bool:
+        now = time.monotonic()
+        key = (msg.bot, msg.chat_id)
+        prev = self.recent_floods.get(key)
+        if prev is not None and now - prev[0] < self.dup_window_s and msg.seconds <= prev[1]:
+            return True
+        self.recent_floods[key] = (now, msg.seconds)
+        self.recent_floods.move_to_end(key)
+        if len(self.recent_floods) > MAX_RECENT_FLOODS:
+            self.recent_floods.popitem(last=False)
+        return False
+
     def on_FloodWaitReport(self, msg: FloodWaitReport, sender):
+        if self._duplicate(msg):
+            self.duplicate_reports += 1
+            return
         try:
             penalty = self.policy.flood_wait(msg.bot, msg.chat_id, msg.chat_kind or None,
                                              msg.seconds)
@@ -88,12 +115,16 @@ class RateLimiterActor(FleetActor):
 
     def on_BotStatsRequest(self, msg: BotStatsRequest, sender):
         counters = dict(self.policy.stats(), requests=self.requests,
-                        bad_requests=self.bad_requests)
+                        bad_requests=self.bad_requests,
+                        duplicate_flood_reports=self.duplicate_reports)
         self.send(sender, BotStats(msg.request_id, "ratelimit", counters))
 
     def on_timer(self, name):
         if name == "prune":
             self.policy.prune()
+            horizon = time.monotonic() - self.dup_window_s
+            while self.recent_floods and next(iter(self.recent_floods.values()))[0] < horizon:
+                self.recent_floods.popitem(last=False)
         elif name == "metrics":
             self.metrics.flush(self)
 

@@ -34,7 +34,9 @@ def test_full_queue_refuses_new_actions_with_a_counted_drop(bot_tree):
 def test_flood_wait_is_reported_and_retried_later(bot_tree, limiter):
     """With a limiter its penalty holds the chat too; without one the bot's own retry delay
     alone must respect the server's wait."""
-    tree = bot_tree([group_spec("alpha", ECHO)], limits=None if limiter else "none")
+    backend = {"report_floods": True}      # as the real backend does: the limiter gets two
+    tree = bot_tree([group_spec("alpha", ECHO, backend=backend)],
+                    limits=None if limiter else "none")
     tree.fail_next("alpha", "flood_wait", 1, flood_wait_s=1.0)
     tree.inject("alpha", [msg("alpha", 100, 1, "hi")])
     tree.wait_sends("alpha", 1)
@@ -50,6 +52,7 @@ def test_flood_wait_is_reported_and_retried_later(bot_tree, limiter):
     lim = tree.wait(lambda: (lambda c: c if c["flood_waits"].get("alpha") == 1 else None)(
         tree.service_stats("ratelimit")), what="FloodWaitReport counted by the limiter")
     assert lim["penalty_seconds"]["alpha"] >= 1.0
+    assert lim["duplicate_flood_reports"] == 1      # one event, reported by backend and bot
 
 
 def test_peer_invalid_is_dropped_at_once_with_its_reason(bot_tree):

@@ -14,7 +14,10 @@ Test controls (each answered with `Ack`/`Records` to the sender, so tests can `a
 - `Hold(True)`: keep results back (the bot sees its actions stay in flight); `Hold(False)`
   releases them.
 - `GetRecords(since)`: the recorded sends from index `since` on.
-Args: bot ("" = whatever the attaching bot is called), self_id (999), max_records (100000).
+- With `report_floods`, a flood_wait answer is also reported to env['ratelimit'] as a
+  `FloodWaitReport`, as the real backend does.
+Args: bot ("" = whatever the attaching bot is called), self_id (999), max_records (100000),
+report_floods (False).
 """
 from __future__ import annotations
 
@@ -25,7 +28,8 @@ from dataclasses import dataclass
 from typing import Optional
 
 from actors.base import FleetActor
-from messages.backend import ActionBatch, ActionResult, ActionResults, AttachBot, BackendState
+from messages.backend import (ActionBatch, ActionResult, ActionResults, AttachBot, BackendState,
+                              FloodWaitReport)
 from messages.telegram import UpdateBatch, action_chat
 
 
@@ -101,6 +105,7 @@ class FakeBackend(FleetActor):
         self.holding = False
         self.held: list = []           # ActionResult kept back while holding
         self.msg_ids = itertools.count(1)
+        self.report_floods = bool(args.get("report_floods", False))
 
     def on_AttachBot(self, msg: AttachBot, sender):
         self.bot = sender
@@ -127,6 +132,9 @@ class FakeBackend(FleetActor):
             else:
                 res = ActionResult(action_id, False, rule[0], f"stand-in {rule[0]}",
                                    flood_wait_s=rule[2])
+                limiter = self.env.get("ratelimit")
+                if rule[0] == "flood_wait" and self.report_floods and limiter is not None:
+                    self.send(limiter, FloodWaitReport(msg.bot, chat, "", rule[2]))
             self.records.append(Sent(now, action_id, action, chat, res.ok, res.error_kind))
             self.total += 1
             results.append(res)
