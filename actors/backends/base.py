@@ -818,7 +818,12 @@ class AsyncioBackend(BackendActor):
     lock; completions come back through the sink. Subclasses provide the `lib_*` coroutines,
     which run on the loop thread only (they are the only code that touches `self.client`)."""
 
-    health_timeout_s = 10.0
+    health_timeout_cap_s = 10.0
+
+    @property
+    def health_timeout_s(self) -> float:
+        """A health request may take two intervals (at least 1 s, at most 10 s)."""
+        return min(self.health_timeout_cap_s, max(1.0, 2 * self.cfg["health_interval_s"]))
 
     def engine_start(self, body):
         self.client = None

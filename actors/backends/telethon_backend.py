@@ -12,7 +12,7 @@ Library settings and why:
   chat); that memory is dropped after each flood so one chat's wait does not block the others.
 - `request_retries=1`: no silent internal retries (they sleep 2 s each); the bot retries.
 - `parse_mode=None`: texts are sent literally, as TDLib and Pyrogram send them here.
-- `_handle_auto_reconnect` is wrapped to count reconnects (Telethon then catches up itself).
+- `_handle_auto_reconnect` is wrapped to count reconnects and to catch up (GetDifference).
 No lock anywhere: concurrent calls are batched into MTProto containers by the sender.
 """
 from __future__ import annotations
@@ -105,14 +105,18 @@ class _FleetSession(MemorySession):
 
 
 class _FleetClient(TelegramClient):
-    """TelegramClient that tells the backend when it reconnected by itself."""
+    """TelegramClient that tells the backend when it reconnected by itself, and then catches
+    up: Telethon 1.45's own `_handle_auto_reconnect` only calls get_me() (its catch-up code
+    sits after a `return`), so updates sent while the connection was down would wait for the
+    next pts gap or the ~15 min no-update deadline."""
 
     on_reconnect = None
 
     async def _handle_auto_reconnect(self):
         if self.on_reconnect is not None:
             self.on_reconnect()
-        await super()._handle_auto_reconnect()      # catches up through GetDifference
+        await super()._handle_auto_reconnect()
+        await self.catch_up()        # UpdatesTooLong -> the update loop calls GetDifference
 
 
 class TelethonBackend(AsyncioBackend):
@@ -269,8 +273,11 @@ class TelethonBackend(AsyncioBackend):
         await self.client(functions.updates.GetStateRequest())
 
     def lib_connected(self):
+        """Telethon says "connected" while it is still retrying a lost connection; the
+        transport state is the truth."""
         client = self.client
-        return bool(client is not None and client.is_connected())
+        return bool(client is not None and client.is_connected()
+                    and client._sender._transport_connected())
 
     async def lib_reconnect(self):
         if not self.client.is_connected():

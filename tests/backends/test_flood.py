@@ -21,7 +21,8 @@ def test_flood_wait_is_reported_not_slept(fleet, tg, tmp_path, library):
     bot = ctl.create_account("bot", provision_key=False)
     user = ctl.create_account("user")
     limiter = fleet.stand_in()
-    group = fleet.group(backend_args(tg, bot, library, tmp_path), env={"ratelimit": limiter})
+    group = fleet.group(backend_args(tg, bot, library, tmp_path),
+                        env={"ratelimit": limiter, "metrics": limiter})
     ctl.send_as(user["user_id"], bot["user_id"], "hi")
     group.wait_collect(lambda c: c.updates, what="the first message")
     before = ctl.flood_stats()["by_account"].get(str(bot["user_id"]), 0)
@@ -39,6 +40,18 @@ def test_flood_wait_is_reported_not_slept(fleet, tg, tmp_path, library):
         {(bot_name(bot), user["user_id"], "private")}
     assert all(r.seconds >= 1 for r in reports)
     assert group.stats()["results_flood_wait"] == len(flooded)
+
+    def samples():        # the backend's latest MetricsReport, once it shows the floods
+        for report in fleet.ask(limiter, Collect(), 10, Collected).metrics:
+            got = {(f, dict(labels).get("action", dict(labels).get("library", ""))): v
+                   for f, labels, v in report.samples}
+            if got.get(("tgfleet_flood_waits_total", "")) == len(flooded):
+                return got
+        return None
+    got = fleet.poll(samples, 10, "a MetricsReport from the backend")
+    assert got[("tgfleet_backend_connected", library)] == 1.0
+    assert got[("tgfleet_circuit_state", "")] == 0.0
+    assert got[("tgfleet_backend_requests_in_flight", "")] == 0.0
 
 
 def bot_name(account):

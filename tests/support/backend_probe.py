@@ -3,7 +3,8 @@
 `BackendProbe` plays "the bot" next to a backend in a BotGroup: it attaches (AttachBot), keeps
 everything the backend sends it (UpdateBatch, ActionResults, BackendState) and, started at top
 level, stands in for the rate limiter (FloodWaitReport). Tests drive it with `SendActions` and
-read it with `Collect`. With args {'echo': True} it answers every text it gets, like an echo bot.
+read it with `Collect`; passed as env['metrics'] it keeps the latest MetricsReport of each
+source. With args {'echo': True} it answers every text it gets, like an echo bot.
 
 `fake_tdjson_factory` is the `tdjson_factory` for TdlibBackend in tests: it builds a
 `ScriptedFakeTdJson` (the named FAKE of TDLib's JSON interface, tests/fakes/fake_tdjson.py) and
@@ -33,6 +34,7 @@ class Collected:
     states: tuple
     floods: tuple
     backend_found: bool
+    metrics: tuple = ()       # the latest MetricsReport of each source
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,7 @@ class BackendProbe(FleetActor):
         self.results: list = []
         self.states: list = []
         self.floods: list = []
+        self.metrics: dict = {}
         self.echoed = 0
         if self.backend is not None and args.get("attach", True):
             self.send(self.backend, AttachBot(self.bot))
@@ -84,6 +87,9 @@ class BackendProbe(FleetActor):
     def on_FloodWaitReport(self, msg, sender):
         self.floods.append(msg)
 
+    def on_MetricsReport(self, msg, sender):
+        self.metrics[msg.source] = msg
+
     def on_SendActions(self, msg, sender):
         if self.backend is not None:
             self.send(self.backend, ActionBatch(self.bot, tuple(msg.items)))
@@ -92,7 +98,7 @@ class BackendProbe(FleetActor):
     def on_Collect(self, msg, sender):
         self.send(sender, Collected(tuple(self.updates), tuple(self.results),
                                     tuple(self.states), tuple(self.floods),
-                                    self.backend is not None))
+                                    self.backend is not None, tuple(self.metrics.values())))
 
 
 # ---- TDLib: the named fake, scripted -----------------------------------------------------------
