@@ -459,8 +459,8 @@ class BotActor(FleetActor):
         entry.new = None
         entry.resolved = True
         self.c["store_dedup_fallbacks"] += 1
-        self._log_drop_like("store_fallback", f"bot {self.name}: dedup without the store "
-                                              f"({why}); the in-memory LRU decides")
+        self._log_limited("store_fallback", f"bot {self.name}: dedup without the store "
+                                            f"({why}); the in-memory LRU decides")
 
     def _drain(self):
         while self.pending and self.pending[0].resolved:
@@ -507,16 +507,16 @@ class BotActor(FleetActor):
                 self.outbox.refuse("no_chat")
                 self.metrics.inc("tgfleet_bot_actions_total", bot=self.name, action=label,
                                  result="dropped")
-                self._log_drop_like("no_chat", f"bot {self.name}: dropped {label}: it names no "
-                                               f"chat ({type(action).__name__})")
+                self._log_limited("no_chat", f"bot {self.name}: dropped {label}: it names "
+                                             f"no chat ({type(action).__name__})")
                 continue
             if not self.outbox.offer(action, chat):
                 self.metrics.inc("tgfleet_bot_queue_drops_total", bot=self.name)
                 self.metrics.inc("tgfleet_bot_actions_total", bot=self.name, action=label,
                                  result="rejected")
-                self._log_drop_like("queue_full", f"bot {self.name}: queue full "
-                                                  f"({self.cfg['queue_max']}): dropped {label} "
-                                                  f"to chat {chat}")
+                self._log_limited("queue_full", f"bot {self.name}: queue full "
+                                                f"({self.cfg['queue_max']}): dropped {label} "
+                                                f"to chat {chat}")
         self.pump()
 
     def _publish(self, action: Publish):
@@ -525,15 +525,15 @@ class BotActor(FleetActor):
             self.outbox.refuse("no_eventbus")
             self.metrics.inc("tgfleet_bot_actions_total", bot=self.name, action="publish",
                              result="dropped")
-            self._log_drop_like("no_eventbus", f"bot {self.name}: no event bus: dropped an "
-                                               f"event for topic {action.topic!r}")
+            self._log_limited("no_eventbus", f"bot {self.name}: no event bus: dropped an "
+                                             f"event for topic {action.topic!r}")
             return
         self.send(bus, PublishEvent(action.topic, dict(action.payload), self.name))
         self.outbox.count_published()
         self.metrics.inc("tgfleet_bot_actions_total", bot=self.name, action="publish",
                          result="ok")
 
-    def _log_drop_like(self, reason: str, text: str):
+    def _log_limited(self, reason: str, text: str):
         """Log the first occurrence, then at most one line per DROP_LOG_EVERY_S per reason with
         how many more happened: a flood of drops must not become a flood of log lines."""
         now = time.monotonic()
@@ -672,8 +672,8 @@ class BotActor(FleetActor):
             else:
                 self.grant_pending = False
                 self.c["grant_timeouts"] += 1
-                self._log_drop_like("grant_timeout", f"bot {self.name}: the rate limiter did "
-                                                     f"not answer in time: asking again")
+                self._log_limited("grant_timeout", f"bot {self.name}: the rate limiter "
+                                                   f"did not answer in time: asking again")
                 self.pump()
         elif name == "retry":
             self.retry_due = None

@@ -44,18 +44,17 @@ def run_system(fs: FleetSystem, seconds: float) -> list:
     realizes due timers but never delivers them: it spins until the next tell/ask. Here
     `asys.listen(t > 0)` delivers sends and timers, and a short `runner.pump` keeps the bridge
     descriptors served. Drop this once system/runner.py delivers pending sends itself."""
-    if fs.runner is None:
-        got = fs.asys.listen(seconds)
-        return [] if got is None else [got]
     out = []
     end = time.monotonic() + seconds
     while True:
         left = end - time.monotonic()
         if left <= 0:
             return out
-        for got in (fs.asys.listen(min(0.005, left)), fs.runner.pump(0.0005)):
-            if got is not None:
-                out.append(got)
+        if fs.runner is None:
+            got = [fs.asys.listen(left)]
+        else:
+            got = [fs.asys.listen(min(0.005, left)), fs.runner.pump(0.0005)]
+        out.extend(g for g in got if g is not None)
 
 
 def msg(bot, chat_id, mid, text="", kind="private", sender_id=None, **kw):

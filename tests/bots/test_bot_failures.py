@@ -4,7 +4,6 @@ from collections import Counter
 
 import pytest
 
-from messages.telegram import SendText
 from tests.bots.helpers import assert_accounting, group_spec, msg
 
 ECHO = [{"type": "echo"}]

@@ -1,7 +1,5 @@
 """The bot actor end to end through the fleet's shape (root -> ratelimit, eventbus, BotGroups ->
 stand-in backend, bot), on both bases: every builtin handler, dedup, failing and odd input."""
-import pytest
-
 from messages.telegram import ForwardMessages, SendText
 from tests.bots.helpers import assert_accounting, group_spec, msg, photo
 
