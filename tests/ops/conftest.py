@@ -32,7 +32,8 @@ port = {ports['control']}
 port = {ports['metrics']}
 
 [supervision]
-probe_interval_s = 0.5
+probe_interval_s = 1.0
+probe_misses = 5
 
 [localtg]
 enabled = {str(localtg).lower()}
