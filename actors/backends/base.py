@@ -90,6 +90,10 @@ DEFAULTS = {
     "reconnect_max_s": 60.0,
     "store_timeout_s": 10.0,
     "stop_timeout_s": 5.0,
+    # actors/bot.py also reports flood waits and counts actions / e2e latency from the same
+    # ActionResults: switch these off in a tree where the bot does it, or both count.
+    "report_flood_waits": True,    # FloodWaitReport to env['ratelimit']
+    "action_metrics": True,        # tgfleet_bot_actions_total, _flood_waits_total, _e2e_latency
 }
 
 
@@ -192,7 +196,8 @@ def backend_config(args: dict, library: str) -> dict:
         cfg[key] = float(cfg[key])
         if not cfg[key] > 0:
             raise ValueError(f"backend {name}: {key} must be > 0")
-    cfg["session_in_store"] = bool(cfg["session_in_store"])
+    for key in ("session_in_store", "report_flood_waits", "action_metrics"):
+        cfg[key] = bool(cfg[key])
     return cfg
 
 
@@ -563,8 +568,10 @@ class BackendActor(FleetActor):
         else:
             outcome = "error"
         self.counters["results_" + (kind or "ok")] += 1
-        self.metrics.inc("tgfleet_bot_actions_total", bot=self.name, action=label,
-                         result=outcome)
+        metrics = self.cfg["action_metrics"]
+        if metrics:
+            self.metrics.inc("tgfleet_bot_actions_total", bot=self.name, action=label,
+                             result=outcome)
         if from_client and kind in ("network", "timeout"):
             self.breaker.record_failure()
             self._maybe_reconnect()
@@ -572,15 +579,16 @@ class BackendActor(FleetActor):
             self.breaker.record_success()
             self.last_activity = time.monotonic()
         if kind == "flood_wait":
-            self.metrics.inc("tgfleet_flood_waits_total", bot=self.name)
+            if metrics:
+                self.metrics.inc("tgfleet_flood_waits_total", bot=self.name)
             chat_id = action_chat(action)
             chat_kind = self.chat_kinds.get(chat_id) or \
                 (chat_kind_of(chat_id) if chat_id is not None else "")
             limiter = self.env.get("ratelimit")
-            if limiter is not None:
+            if limiter is not None and self.cfg["report_flood_waits"]:
                 self.send(limiter, FloodWaitReport(self.name, chat_id, chat_kind,
                                                    float(result.flood_wait_s)))
-        if result.ok and getattr(action, "received_at", 0):
+        if metrics and result.ok and getattr(action, "received_at", 0):
             self.metrics.observe("tgfleet_e2e_latency_seconds",
                                  max(0.0, time.time() - action.received_at), bot=self.name)
 
@@ -724,7 +732,10 @@ class BackendActor(FleetActor):
         if state == CLOSED and self.connected:
             return
         if state == OPEN or (state == HALF_OPEN and not self.breaker.allow()):
-            self._maybe_reconnect()    # not yet: try again after the next backoff delay
+            # Failing fast for now (or an action holds the half-open probe slot): look again
+            # soon, without taking a backoff step, since no attempt was made.
+            self.reconnect_scheduled = True
+            self.after("reconnect", max(0.05, self.cfg["breaker_reset_s"] / 4))
             return
         self.reconnect_inflight = True
         self.counters["reconnect_attempts"] += 1

@@ -53,6 +53,28 @@ class BadAction(ValueError):
     """An action that can never succeed as given."""
 
 
+def classify(exc: BaseException) -> tuple:
+    """(error_kind, flood_wait_s, text) of an exception raised while executing an action."""
+    if isinstance(exc, errors.Flood):
+        seconds = max(1, exc.value) if isinstance(exc.value, int) else 1
+        return "flood_wait", seconds, f"FLOOD_WAIT_{seconds}"
+    if isinstance(exc, PeerUnknown):
+        return "peer_invalid", 0, str(exc)
+    if isinstance(exc, errors.RPCError):
+        text = str(exc)[:300]
+        code = exc.CODE or 0
+        if code >= 500 or code < 0:
+            return "network", 0, text
+        if (exc.ID or "") in PEER_ERRORS or isinstance(exc, errors.PeerIdInvalid):
+            return "peer_invalid", 0, text
+        return "rpc_fatal", 0, text
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+        return "timeout", 0, describe(exc)
+    if isinstance(exc, (ConnectionError, OSError)):
+        return "network", 0, describe(exc)
+    return "rpc_fatal", 0, describe(exc)
+
+
 class _NoFloodSleepSession(Session):
     """A Pyrogram Session whose invoke never sleeps on a FloodWait and retries little."""
 
@@ -334,24 +356,7 @@ class PyrogramBackend(AsyncioBackend):
         raise BadAction(f"{type(action).__name__} is not supported")
 
     def lib_classify(self, exc):
-        if isinstance(exc, errors.Flood):
-            seconds = max(1, int(exc.value or 0)) if isinstance(exc.value, int) else 1
-            return "flood_wait", seconds, f"FLOOD_WAIT_{seconds}"
-        if isinstance(exc, PeerUnknown):
-            return "peer_invalid", 0, str(exc)
-        if isinstance(exc, errors.RPCError):
-            text = str(exc)[:300]
-            code = exc.CODE or 0
-            if code >= 500 or code == -503:
-                return "network", 0, text
-            if (exc.ID or "") in PEER_ERRORS or isinstance(exc, errors.PeerIdInvalid):
-                return "peer_invalid", 0, text
-            return "rpc_fatal", 0, text
-        if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
-            return "timeout", 0, describe(exc)
-        if isinstance(exc, (ConnectionError, OSError)):
-            return "network", 0, describe(exc)
-        return "rpc_fatal", 0, describe(exc)
+        return classify(exc)
 
     # ---- health, reconnect, session ---------------------------------------------------------
     async def lib_health(self):

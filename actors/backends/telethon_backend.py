@@ -56,6 +56,28 @@ class BadAction(ValueError):
     """An action that can never succeed as given (e.g. media without a file id)."""
 
 
+def classify(exc: BaseException) -> tuple:
+    """(error_kind, flood_wait_s, text) of an exception raised while executing an action."""
+    if isinstance(exc, FLOOD_ERRORS):
+        seconds = max(1, int(exc.seconds or 0))
+        return "flood_wait", seconds, f"FLOOD_WAIT_{seconds}"
+    if isinstance(exc, PeerUnknown):
+        return "peer_invalid", 0, str(exc)
+    if isinstance(exc, errors.RPCError):
+        name, code = rpc_id(exc), exc.code or 0
+        text = f"{name} (code {code})"
+        if code >= 500 or code < 0 or isinstance(exc, (errors.ServerError, errors.TimedOutError)):
+            return "network", 0, text
+        if name in PEER_ERRORS:
+            return "peer_invalid", 0, text
+        return "rpc_fatal", 0, text
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+        return "timeout", 0, describe(exc)
+    if isinstance(exc, (ConnectionError, OSError)):
+        return "network", 0, describe(exc)
+    return "rpc_fatal", 0, describe(exc)
+
+
 class _FleetSession(MemorySession):
     """Telethon's MemorySession that converts to and from a plain dict for the store."""
 
@@ -245,28 +267,12 @@ class TelethonBackend(AsyncioBackend):
         raise BadAction(f"{type(action).__name__} is not supported")
 
     def lib_classify(self, exc):
-        if isinstance(exc, FLOOD_ERRORS):
-            request = getattr(exc, "request", None)
-            if request is not None:      # forget it: the rate limiter owns flood decisions
-                self.client._flood_waited_requests.pop(request.CONSTRUCTOR_ID, None)
-            seconds = max(1, int(exc.seconds or 0))
-            return "flood_wait", seconds, f"FLOOD_WAIT_{seconds}"
-        if isinstance(exc, PeerUnknown):
-            return "peer_invalid", 0, str(exc)
-        if isinstance(exc, errors.RPCError):
-            name, code = rpc_id(exc), exc.code or 0
-            text = f"{name} (code {code})"
-            if code >= 500 or code < 0 or \
-                    isinstance(exc, (errors.ServerError, errors.TimedOutError)):
-                return "network", 0, text
-            if name in PEER_ERRORS:
-                return "peer_invalid", 0, text
-            return "rpc_fatal", 0, text
-        if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
-            return "timeout", 0, describe(exc)
-        if isinstance(exc, (ConnectionError, OSError)):
-            return "network", 0, describe(exc)
-        return "rpc_fatal", 0, describe(exc)
+        request = getattr(exc, "request", None)
+        if isinstance(exc, FLOOD_ERRORS) and request is not None:
+            # Forget it: Telethon would refuse the next request of this type to ANY chat
+            # locally, while the rate limiter owns flood decisions per chat.
+            self.client._flood_waited_requests.pop(request.CONSTRUCTOR_ID, None)
+        return classify(exc)
 
     # ---- health, reconnect, session ---------------------------------------------------------
     async def lib_health(self):

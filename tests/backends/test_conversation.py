@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from messages.telegram import SendText
+from tests.support.backend_probe import AttachNow, Collect, Collected, Sent
 
 from .conftest import backend_args
 
@@ -30,7 +31,8 @@ def test_message_in_reply_out(fleet, tg, tmp_path, library, kind):
     account = ctl.create_account(kind, provision_key=False)
     user = ctl.create_account("user")
     args = backend_args(tg, account, library, tmp_path)
-    group = fleet.group(args)
+    metrics = fleet.stand_in("metrics")
+    group = fleet.group(args, env={"metrics": metrics})
     login_if_user(group, account)
     first = group.wait_collect(lambda c: c.states and c.states[-1].login_state == "ready",
                                what="BackendState ready")
@@ -65,3 +67,33 @@ def test_message_in_reply_out(fleet, tg, tmp_path, library, kind):
     assert stats["clients_created"] == 1 and stats["login_state"] == "ready"
     assert not any(u.text in ("hello user", "still here") for u in group.collect().updates)
     assert group.status()["backend"].restarts == 0
+
+    def e2e_count():        # the reply carried received_at: one e2e latency observation
+        for report in fleet.ask(metrics, Collect(), 10, Collected).metrics:
+            for family, labels, value in report.samples:
+                if family == "tgfleet_e2e_latency_seconds":
+                    return value[2]
+        return 0
+    assert fleet.poll(e2e_count, 10, "an e2e latency observation") == 1
+
+
+@pytest.mark.parametrize("library", ["telethon", "pyrogram"])
+def test_updates_wait_for_the_bot_bounded(inprocess_fleet, tg, tmp_path, library):
+    """Before a bot attaches, updates are kept (at most max_buffered_updates, oldest dropped
+    and counted) and delivered in order when it attaches."""
+    fleet, ctl = inprocess_fleet, tg.control
+    bot = ctl.create_account("bot", provision_key=False)
+    user = ctl.create_account("user")
+    group = fleet.group(backend_args(tg, bot, library, tmp_path, max_buffered_updates=2),
+                        probe={"attach": False})
+    assert group.login_status().state == "ready"
+    for text in ("one", "two", "three"):
+        ctl.send_as(user["user_id"], bot["user_id"], text)
+    fleet.poll(lambda: group.stats()["updates"] == 3, 20, "three updates seen")
+    assert group.collect().updates == ()
+    assert fleet.ask(group.where("probe"), AttachNow(), 10, Sent).count == 1
+    got = group.wait_collect(lambda c: len(c.updates) == 2, what="the buffered updates")
+    assert [u.text for u in got.updates] == ["two", "three"]
+    assert got.states[-1].login_state == "ready"
+    stats = group.stats()
+    assert (stats["updates_dropped"], stats["buffered"]) == (1, 0)

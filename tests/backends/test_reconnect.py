@@ -51,3 +51,51 @@ def local_telegram_at(base, port: int = 0):
     from system.localtg.testing import run_local_telegram
     with run_local_telegram(base, flood_limits=False, port=port) as server:
         yield server
+
+
+@pytest.mark.parametrize("library", ["telethon", "pyrogram"])
+def test_circuit_opens_while_telegram_is_gone_and_closes_after(inprocess_fleet,
+                                                               tmp_path_factory, tmp_path,
+                                                               library):
+    """With the server gone, actions fail (network/timeout) until the breaker opens; then they
+    fail fast with 'circuit open' while reconnect attempts run with backoff; once the server
+    is back, a reconnect closes the circuit and actions succeed again."""
+    fleet = inprocess_fleet
+    with contextlib.ExitStack() as stack:
+        base = tmp_path_factory.mktemp("breaker")
+        first = stack.enter_context(local_telegram_at(base))
+        register_rsa_key(first.rsa_public_key)
+        bot = first.control.create_account("bot", provision_key=False)
+        user = first.control.create_account("user")
+        group = fleet.group(backend_args(first, bot, library, tmp_path, action_timeout_s=1.0,
+                                         breaker_threshold=3, breaker_reset_s=0.5,
+                                         reconnect_base_s=0.2, reconnect_max_s=1.0,
+                                         health_interval_s=0.5))
+        first.control.send_as(user["user_id"], bot["user_id"], "hi")
+        group.wait_collect(lambda c: c.updates, what="first message")
+        port = first.port
+        stack.close()
+
+        failed = [(f"down{i}", SendText(chat_id=user["user_id"], text=f"lost {i}"))
+                  for i in range(3)]
+        group.act(*failed)
+        res = group.results([i for i, _ in failed])
+        assert all(r.error_kind in ("network", "timeout") for r in res.values()), res
+        fast = [(f"fast{i}", SendText(chat_id=user["user_id"], text="x")) for i in range(3)]
+        group.act(*fast)
+        res = group.results([i for i, _ in fast])
+        assert any("circuit open" in r.error and r.error_kind == "network"
+                   for r in res.values()), res
+        fleet.poll(lambda: group.stats()["reconnect_attempts"] >= 2, 20,
+                   "reconnect attempts while the server is gone")
+
+        second = stack.enter_context(local_telegram_at(base, port=port))
+        n = iter(range(1000))
+
+        def delivered():
+            aid = f"again{next(n)}"
+            group.act((aid, SendText(chat_id=user["user_id"], text="back")))
+            return group.results([aid])[aid].ok
+        fleet.poll(delivered, 30, "an action delivered after the server came back")
+        assert group.stats()["circuit"] == "closed"
+        assert any(m["text"] == "back" for m in second.control.received(user["user_id"]))

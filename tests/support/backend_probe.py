@@ -48,6 +48,11 @@ class Sent:
     count: int
 
 
+@dataclass(frozen=True)
+class AttachNow:
+    """Attach now (for a probe started with {'attach': False}); answered with Sent(1)."""
+
+
 class BackendProbe(FleetActor):
     kind = "bot"
 
@@ -94,6 +99,11 @@ class BackendProbe(FleetActor):
         if self.backend is not None:
             self.send(self.backend, ActionBatch(self.bot, tuple(msg.items)))
         self.send(sender, Sent(len(msg.items) if self.backend is not None else 0))
+
+    def on_AttachNow(self, msg, sender):
+        if self.backend is not None:
+            self.send(self.backend, AttachBot(self.bot))
+        self.send(sender, Sent(1 if self.backend is not None else 0))
 
     def on_Collect(self, msg, sender):
         self.send(sender, Collected(tuple(self.updates), tuple(self.results),
