@@ -78,6 +78,27 @@ def classify(exc: BaseException) -> tuple:
     return "rpc_fatal", 0, describe(exc)
 
 
+def pack_media(item) -> str:
+    """A Photo/Document as MediaRef.file_id: 'tlphoto:' or 'tldoc:' + id:access_hash:file_ref
+    (hex). Telethon's bot-style file ids lose the file reference and fail on current layers'
+    photo sizes; this keeps what InputPhoto/InputDocument need. '' if the item lacks them."""
+    try:
+        prefix = "tlphoto" if isinstance(item, types.Photo) else "tldoc"
+        return f"{prefix}:{item.id}:{item.access_hash}:{(item.file_reference or b'').hex()}"
+    except AttributeError:
+        return ""
+
+
+def unpack_media(file_id: str):
+    """The InputPhoto / InputDocument of a `pack_media` string; BadAction if it is not one."""
+    try:
+        prefix, ident, access_hash, ref = file_id.split(":")
+        cls = {"tlphoto": types.InputPhoto, "tldoc": types.InputDocument}[prefix]
+        return cls(int(ident), int(access_hash), bytes.fromhex(ref))
+    except (ValueError, KeyError) as exc:
+        raise BadAction(f"not a Telethon media reference: {file_id[:40]!r}") from exc
+
+
 class _FleetSession(MemorySession):
     """Telethon's MemorySession that converts to and from a plain dict for the store."""
 
@@ -197,7 +218,7 @@ class TelethonBackend(AsyncioBackend):
     async def _on_new_message(self, event):
         try:
             message = self._convert(event)
-        except Exception:
+        except Exception:        # a conversion bug must not stop the update loop
             log.exception("%s: cannot convert message %s", self.name,
                           getattr(event.message, "id", "?"))
             return
@@ -208,13 +229,12 @@ class TelethonBackend(AsyncioBackend):
         chat_id = event.chat_id
         kind = "private" if event.is_private else ("group" if event.is_group else "channel")
         media = None
-        if m.photo is not None:
-            media = MediaRef("photo", utils.pack_bot_file_id(m.photo) or "",
-                             size=int(m.file.size or 0) if m.file else 0)
-        elif m.document is not None:
-            media = MediaRef("document", utils.pack_bot_file_id(m.document) or "",
-                             file_name=(m.file.name or "") if m.file else "",
-                             size=int(m.file.size or 0) if m.file else 0)
+        if m.photo is not None or m.document is not None:
+            item = m.photo if m.photo is not None else m.document
+            file = m.file
+            media = MediaRef("photo" if m.photo is not None else "document", pack_media(item),
+                             file_name=(file.name or "") if file and m.document else "",
+                             size=int(file.size or 0) if file else 0)
         fwd = m.fwd_from
         fwd_from = None
         if fwd is not None:
@@ -245,9 +265,9 @@ class TelethonBackend(AsyncioBackend):
         if isinstance(action, SendMedia):
             if action.media is None or not action.media.file_id:
                 raise BadAction("SendMedia needs a MediaRef with a file_id")
-            m = await c.send_file(await self._peer(action.chat_id), action.media.file_id,
-                                  caption=action.caption or None, reply_to=action.reply_to,
-                                  force_document=action.media.kind == "document")
+            m = await c.send_file(await self._peer(action.chat_id),
+                                  unpack_media(action.media.file_id),
+                                  caption=action.caption or None, reply_to=action.reply_to)
             return (m.id,)
         if isinstance(action, ForwardMessages):
             # One call for several ids keeps a media group together.

@@ -184,3 +184,27 @@ async def _restore_bad(tmp_path):
         await pyrogram_backend.restore_storage(storage, {"auth_key": b"x", "peers": [["a"]]})
     finally:
         await storage.close()
+
+
+def test_pyrogram_session_never_sleeps_on_flood_wait():
+    """Methods such as get_chat_history pass sleep_threshold=60 to invoke; the backend's
+    sessions raise at once anyway (a stock Session would sleep the 30 s here)."""
+    from types import SimpleNamespace
+
+    from pyrogram import raw
+
+    async def main():
+        session = pyrogram_backend._NoFloodSleepSession(
+            SimpleNamespace(name="t"), 2, "127.0.0.1", 1, b"k" * 256, False)
+        session.is_started.set()
+        calls = []
+
+        async def send(query, wait_response=True, timeout=None):
+            calls.append(query)
+            raise perrors.FloodWait(value=30)
+        session.send = send
+        with pytest.raises(perrors.FloodWait):
+            await asyncio.wait_for(session.invoke(raw.functions.updates.GetState(),
+                                                  sleep_threshold=60), 2)
+        return calls
+    assert len(asyncio.run(main())) == 1
