@@ -191,13 +191,7 @@ def main(argv=None) -> int:
         log.warning("interrupted: ending every process we started, writing partial results")
     finally:
         harness.cleanup_all()
-        left = harness.leftovers()
-        for proc in left:
-            log.error("leftover process %s: killing", proc)
-            try:
-                os.kill(proc["pid"], 9)
-            except ProcessLookupError:
-                continue
+        left = harness.kill_leftovers()
         result["leftover_processes"] = left
     result["elapsed_s"] = round(time.monotonic() - t_start, 1)
     result["interrupted"] = interrupted

@@ -12,10 +12,11 @@ logs in with a real key exchange and its bot token (`--provisioned`: the pre-sha
 Prints "ready" when every client is started; `compose()` runs until SIGTERM/SIGINT (its
 `idle()`), then stops every client; exit 0.
 
-Client settings: tgcrypto installed, in-memory session (or a session file per bot with
---session-dir), sleep_threshold=0 (FloodWait surfaces instead of sleeping), skip_updates (no
-catch-up: the library default), the library's default workers, max_message_cache_size as given
-(default: the library's). Handler: answer a private text message with the same text as a reply.
+Client settings (identical to tgfleet's Pyrogram backend, actors/backends/pyrogram_backend.py):
+tgcrypto installed, in-memory session (--session-dir: a session file per bot), sleep_threshold=0,
+skip_updates=False (catch-up), parse_mode=DISABLED, max_message_cache_size=100,
+fetch_replies/fetch_topics/fetch_stories=False, the library's default workers, no link preview.
+Handler: answer a private text message with the same text, as a reply to it.
 """
 from __future__ import annotations
 
@@ -57,9 +58,9 @@ async def main_async(args) -> int:
     apps = []
     for acc in bots:
         host, port = server_address(acc, args.host, args.port)
-        kw = {"sleep_threshold": 0}
-        if args.max_message_cache_size:
-            kw["max_message_cache_size"] = args.max_message_cache_size
+        kw = {"sleep_threshold": 0, "skip_updates": False, "parse_mode": enums.ParseMode.DISABLED,
+              "max_message_cache_size": args.max_message_cache_size,
+              "fetch_replies": False, "fetch_topics": False, "fetch_stories": False}
         app = pyrogram_client(acc, host, port, workdir=args.session_dir, provisioned=args.provisioned,
                               name="bot%d" % acc["user_id"], **kw)
         app.add_handler(MessageHandler(echo, filters.private & filters.text & filters.incoming))
@@ -83,8 +84,8 @@ def main(argv=None) -> int:
     p.add_argument("--provisioned", action="store_true",
                    help="use the pre-shared auth keys instead of key exchange + token login")
     p.add_argument("--session-dir", default=None, help="session files here (default: memory)")
-    p.add_argument("--max-message-cache-size", type=int, default=0,
-                   help="pyrogram's message cache size (0: the library default)")
+    p.add_argument("--max-message-cache-size", type=int, default=100,
+                   help="pyrogram's message cache size (default 100, as tgfleet's backend)")
     p.add_argument("--log-level", default="WARNING")
     args = p.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -14,10 +14,11 @@ exchange against the server's RSA key, then its bot token (`--provisioned` uses 
 auth key instead). Prints "ready" when every client is started; runs until SIGTERM/SIGINT, then
 disconnects every client (under the lock, too) and exits 0.
 
-Client settings (kept identical to tgfleet's Telethon backend): cryptg installed, in-memory
-StringSession (or a SQLite session file per bot with --session-dir), flood_sleep_threshold=0,
-no catch-up, Telethon's default concurrent update dispatch. Handler: answer a private text
-message with the same text as a reply to it (tgfleet's EchoHandler).
+Client settings (identical to tgfleet's Telethon backend, actors/backends/telethon_backend.py):
+cryptg installed, an in-memory session (StringSession; --session-dir: a SQLite file per bot),
+flood_sleep_threshold=0, catch_up=True, request_retries=1, connection_retries=3, retry_delay=1,
+parse_mode=None, link_preview=False, Telethon's default concurrent update dispatch. Handler:
+answer a private text message with the same text as a reply to it (tgfleet's EchoHandler).
 """
 from __future__ import annotations
 
@@ -46,7 +47,9 @@ def make_client(account: dict, host: str, port: int, provisioned: bool, session_
         os.makedirs(session_dir, exist_ok=True)
         session = os.path.join(session_dir, "bot%d" % account["user_id"])
     client = telethon_client(account, host, port, provisioned=provisioned, session=session,
-                             flood_sleep_threshold=0, catch_up=False)
+                             flood_sleep_threshold=0, catch_up=True, request_retries=1,
+                             connection_retries=3, retry_delay=1)
+    client.parse_mode = None
 
     @client.on(events.NewMessage(incoming=True))
     async def echo(event):
@@ -56,7 +59,7 @@ def make_client(account: dict, host: str, port: int, provisioned: bool, session_
             return
         async with telethon_lock:
             await client.send_message(event.chat_id, event.raw_text, reply_to=event.id,
-                                      parse_mode=None, link_preview=False)
+                                      link_preview=False)
 
     return client
 
@@ -84,9 +87,16 @@ async def main_async(args) -> int:
         print("ready", flush=True)
         await stop.wait()
     finally:
-        for c in clients:
-            async with telethon_lock:
-                await c.disconnect()
+        # Disconnect under the lock as well; with thousands of handlers queued on it, give up
+        # after a few seconds (the process is exiting anyway).
+        async def disconnect_all():
+            for c in clients:
+                async with telethon_lock:
+                    await c.disconnect()
+        try:
+            await asyncio.wait_for(disconnect_all(), 5.0)
+        except asyncio.TimeoutError:
+            log.warning("disconnect took over 5 s (handlers queued on the lock); exiting")
     print("stopped", flush=True)
     return 0
 

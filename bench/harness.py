@@ -33,6 +33,7 @@ log = logging.getLogger("bench.harness")
 
 _started: dict[int, subprocess.Popen] = {}
 _sessions: set[int] = set()     # session ids of everything we started (for the leftover check)
+_needles: set[str] = set()      # command-line markers of process trees that leave our sessions
 
 
 # ------------------------------------------------------------------ processes -----------------
@@ -56,6 +57,46 @@ def track_session(pid: int) -> None:
     """Also check the session of PID (a process started elsewhere, e.g. the local Telegram by
     run_local_telegram, which ends it itself) in leftovers()."""
     _sessions.add(pid)
+
+
+def track_cmdline(needle: str) -> None:
+    """Processes whose command line contains NEEDLE belong to us (thespian's admin double-forks
+    into a session of its own; every process of a tgfleet run still carries its --config path)."""
+    _needles.add(needle)
+
+
+def processes_matching(needle: str) -> list[psutil.Process]:
+    """Live (non-zombie) processes whose command line contains NEEDLE, except this process."""
+    out = []
+    me = os.getpid()
+    for p in psutil.process_iter(["pid", "cmdline", "status"]):
+        try:
+            if p.pid == me or p.info["status"] == psutil.STATUS_ZOMBIE:
+                continue
+            if needle in " ".join(p.info["cmdline"] or ()):
+                out.append(p)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return out
+
+
+def kill_matching(needle: str, wait: float = 5.0) -> list[int]:
+    """Wait up to WAIT s for processes matching NEEDLE to exit by themselves, then SIGKILL each
+    one by PID. Returns the PIDs that had to be killed."""
+    deadline = time.monotonic() + wait
+    left = processes_matching(needle)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = processes_matching(needle)
+    killed = []
+    for p in left:
+        try:
+            log.warning("killing leftover pid %d (%s)", p.pid, _name(p))
+            p.kill()
+            killed.append(p.pid)
+        except psutil.NoSuchProcess:
+            continue
+    return killed
 
 
 def session_members(sid: int) -> list[psutil.Process]:
@@ -113,18 +154,40 @@ def _name(p: psutil.Process) -> str:
 
 
 def cleanup_all(grace: float = 5.0) -> None:
-    """End every process spawn() started that is still registered (at exit, on signals)."""
+    """End every process spawn() started that is still registered (at exit, on signals), and
+    anything left of the process trees tracked by command line."""
     for proc in list(_started.values()):
         terminate(proc, grace)
+    for needle in list(_needles):
+        kill_matching(needle, wait=0.0 if not _started else grace)
 
 
 def leftovers() -> list[dict]:
     """Processes still alive in any session we created (should be empty at the end)."""
     out = []
+    seen = set()
     for sid in sorted(_sessions):
         for p in session_members(sid):
+            seen.add(p.pid)
             out.append({"pid": p.pid, "session": sid, "cmd": _name(p)})
+    for needle in sorted(_needles):
+        for p in processes_matching(needle):
+            if p.pid not in seen:
+                seen.add(p.pid)
+                out.append({"pid": p.pid, "session": None, "cmd": _name(p)})
     return out
+
+
+def kill_leftovers() -> list[dict]:
+    """leftovers(), each one SIGKILLed by PID; returns what was found."""
+    left = leftovers()
+    for proc in left:
+        log.error("leftover process %s: killing", proc)
+        try:
+            os.kill(proc["pid"], signal.SIGKILL)
+        except ProcessLookupError:
+            continue
+    return left
 
 
 def install_signal_handlers() -> None:
@@ -167,10 +230,11 @@ def tail(path, n: int = 3000) -> str:
 
 
 # ------------------------------------------------------------------ the system under test ------
-def sut_processes(root_pid: int, exclude_pids=(), exclude_cmd=()) -> list[psutil.Process]:
-    """ROOT_PID, its descendants and its session members (alive, not zombies), minus excluded
-    PIDs and processes whose command line contains one of EXCLUDE_CMD."""
-    found: dict[int, psutil.Process] = {}
+def sut_processes(root_pid: int, exclude_pids=(), exclude_cmd=(), also=()) -> list[psutil.Process]:
+    """ROOT_PID, its descendants, its session members and ALSO (more psutil processes, e.g. the
+    ones matching a command line), alive and not zombies, minus excluded PIDs and processes
+    whose command line contains one of EXCLUDE_CMD."""
+    found: dict[int, psutil.Process] = {p.pid: p for p in also}
     try:
         root = psutil.Process(root_pid)
         found[root.pid] = root

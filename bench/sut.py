@@ -243,6 +243,26 @@ class TgfleetSUT(SUT):
     def command(self) -> list[str]:
         return [harness.python(), "-m", "system.cli", "run", "--config", str(self.config_path)]
 
+    def start(self) -> float:
+        harness.track_cmdline(str(self.config_path))
+        return super().start()
+
+    def processes(self):
+        """The launcher, and on the processes base thespian's admin, logger and every actor
+        process: the admin double-forks into its own session, so they are found by the
+        --config path every process of this run carries on its command line."""
+        if self.proc is None or self.proc.poll() is not None:
+            return []
+        return harness.sut_processes(self.proc.pid,
+                                     also=harness.processes_matching(str(self.config_path)))
+
+    def stop(self, grace: float | None = None) -> dict:
+        out = super().stop(grace)
+        killed = harness.kill_matching(str(self.config_path), wait=5.0)
+        if killed:
+            out["killed_leftovers"] = killed
+        return out
+
     def admin(self):
         from system.admin_client import AdminClient, read_token
         token = read_token(str(self.data_dir / "admin.token"))
