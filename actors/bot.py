@@ -9,8 +9,10 @@ The path of an update (why each step is here):
    redeliveries while the bot lives; with a store in env, ONE `DedupCheck` per batch (only for
    keys the LRU does not know) catches updates a restarted bot already answered before it
    died (GetDifference redelivers them). Batches are processed strictly in arrival order; if
-   the store has not answered within `store_timeout_s` the LRU decides alone (counted). This
-   is at-most-once: a key the store recorded whose answer was lost in a crash is not answered
+   the store has not answered within `store_timeout_s` the LRU decides alone (counted). A
+   circuit breaker stops asking a store that keeps failing (`store_breaker_failures` in a
+   row), so an overloaded store costs one timeout per probe every `store_breaker_reset_s`
+   instead of `store_timeout_s` of latency on every batch. This is at-most-once: a key the store recorded whose answer was lost in a crash is not answered
    again (the store's outbox is the tool for at-least-once).
 2. `Pipeline.process` runs the handlers (a raising handler is counted, the rest go on).
 3. Actions go into ONE bounded queue (`Outbox`): FIFO per chat, `queue_max` actions waiting in
@@ -41,7 +43,8 @@ exporter sums sources, so counting them here too would double them.
 Config (Start.args): name, account_kind ('bot'|'user'), handlers ([{"type": ..., ...}]),
 dedup_size (10000), state_ttl_s (3600), state_max (10000), queue_max (1000), max_in_flight (256),
 retry (RetryPolicy kwargs), tick_s (0.2), cleanup_s (60), result_timeout_s (60),
-grant_timeout_s (2), store_timeout_s (1). Other keys (for the backend) are ignored.
+grant_timeout_s (2), store_timeout_s (1), store_breaker_failures (3), store_breaker_reset_s
+(10). Other keys (for the backend) are ignored.
 """
 from __future__ import annotations
 
@@ -61,6 +64,7 @@ from messages.backend import (ActionBatch, ActionResult, ActionResults, AttachBo
 from messages.bot import BotStats, BotStatsRequest
 from messages.store import DedupCheck, StoreReply
 from messages.telegram import IncomingMessage, Publish, UpdateBatch, action_chat
+from system.breaker import CircuitBreaker
 from system.metrics_client import REPORT_INTERVAL, MetricsBuffer
 from system.retry import ERROR_KINDS, FATAL_KINDS, RetryPolicy
 
@@ -127,6 +131,8 @@ def parse_config(args: dict) -> dict:
         "result_timeout_s": float(_number(args, "result_timeout_s", 60.0, 0.01)),
         "grant_timeout_s": float(_number(args, "grant_timeout_s", 2.0, 0.01)),
         "store_timeout_s": float(_number(args, "store_timeout_s", 1.0, 0.01)),
+        "store_breaker_failures": _number(args, "store_breaker_failures", 3, 1, integer=True),
+        "store_breaker_reset_s": float(_number(args, "store_breaker_reset_s", 10.0, 0.0)),
     }
 
 
@@ -374,6 +380,8 @@ class BotActor(FleetActor):
         self.c: Counter = Counter()          # the bot's own counters (see counters())
         self.chat_kinds: OrderedDict = OrderedDict()
         self.pending: deque = deque()        # _Pending batches, in arrival order
+        self.store_breaker = CircuitBreaker(cfg["store_breaker_failures"],
+                                            cfg["store_breaker_reset_s"])
         self._rids = itertools.count(1)
         self.connected = None                # unknown until the backend says
         self.self_id = 0
@@ -424,7 +432,9 @@ class BotActor(FleetActor):
         if store is not None and updates:
             lru = self.pipeline.dedup
             keys = tuple(dict.fromkeys(k for k in map(update_key, updates) if k not in lru))
-            if keys:
+            if keys and not self.store_breaker.allow():
+                self.c["store_dedup_skipped"] += 1    # the store keeps failing: LRU alone
+            elif keys:
                 entry.rid = f"{self.inst}-d{next(self._rids)}"
                 entry.asked = frozenset(keys)
                 entry.resolved = False
@@ -450,6 +460,7 @@ class BotActor(FleetActor):
         if msg.ok and isinstance(msg.value, (tuple, list)):
             entry.new = frozenset(msg.value)
             entry.resolved = True
+            self.store_breaker.record_success()
         else:
             self.c["store_dedup_errors"] += 1
             self._fallback(entry, f"store error: {msg.error or msg.value!r}")
@@ -458,6 +469,7 @@ class BotActor(FleetActor):
     def _fallback(self, entry: _Pending, why: str):
         entry.new = None
         entry.resolved = True
+        self.store_breaker.record_failure()
         self.c["store_dedup_fallbacks"] += 1
         self._log_limited("store_fallback", f"bot {self.name}: dedup without the store "
                                             f"({why}); the in-memory LRU decides")
@@ -731,6 +743,9 @@ class BotActor(FleetActor):
             "store_dedup_hits": c["store_dedup_hits"],
             "store_dedup_fallbacks": c["store_dedup_fallbacks"],
             "store_dedup_errors": c["store_dedup_errors"],
+            "store_dedup_skipped": c["store_dedup_skipped"],
+            "store_late_replies": c["store_late_replies"],
+            "store_breaker": self.store_breaker.state,
             "handler_errors": dict(p.handler_errors), "actions": dict(p.actions),
             "events_in": c["events_in"], "grant_requests": c["grant_requests"],
             "grants": c["grants"], "grant_timeouts": c["grant_timeouts"],

@@ -89,6 +89,17 @@ def test_store_that_does_not_answer_falls_back_to_memory(bot_tree):
     assert s["store_dedup_fallbacks"] == 2 and s["dedup_hits"] == 2 and s["sent"] == 3
 
 
+def test_store_that_keeps_failing_is_not_asked_for_a_while(bot_tree):
+    tree = bot_tree([group_spec("alpha", ECHO, store_timeout_s=0.2, store_breaker_failures=2,
+                                store_breaker_reset_s=60)], store="silent")
+    for i in range(4):
+        tree.inject("alpha", [msg("alpha", 100 + i, 1, f"m{i}")])
+        tree.wait_sends("alpha", i + 1)
+    s = tree.settle("alpha")
+    assert s["store_dedup_fallbacks"] == 2 and s["store_dedup_skipped"] == 2
+    assert s["store_breaker"] == "open" and s["sent"] == 4
+
+
 def _next_event(fleet, timeout=5.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
