@@ -35,6 +35,7 @@ from messages.telegram import (DeleteMessages, EditText, ForwardMessages, Incomi
 log = logging.getLogger("tgfleet.backend.telethon")
 
 MAX_ENTITIES = 400          # entities exported with the session (the store keeps <= 64 KiB)
+MAX_MEMORY_ENTITIES = 50_000   # entities kept in memory (Telethon's set only ever grows)
 FLOOD_ERRORS = (errors.FloodWaitError, errors.FloodPremiumWaitError, errors.SlowModeWaitError,
                 errors.FloodTestPhoneWaitError)
 TOKEN_ERRORS = (errors.AccessTokenInvalidError, errors.AccessTokenExpiredError)
@@ -100,7 +101,14 @@ def unpack_media(file_id: str):
 
 
 class _FleetSession(MemorySession):
-    """Telethon's MemorySession that converts to and from a plain dict for the store."""
+    """Telethon's MemorySession that converts to and from a plain dict for the store, with a
+    bounded entity set (a forgotten user is learned again from its next message)."""
+
+    def process_entities(self, tlo):
+        super().process_entities(tlo)
+        if len(self._entities) > MAX_MEMORY_ENTITIES:
+            keep = sorted(self._entities, key=lambda r: r[0] != 0)[:MAX_MEMORY_ENTITIES * 4 // 5]
+            self._entities = set(keep)
 
     def to_body(self) -> dict:
         state, channels = None, []
@@ -110,7 +118,8 @@ class _FleetSession(MemorySession):
                 state = [int(st.pts), int(st.qts), date, int(st.seq)]
             else:
                 channels.append([int(entity_id), int(st.pts)])
-        rows = sorted(self._entities, key=lambda r: r[0] != 0)[:MAX_ENTITIES]   # self-row first
+        # self-row (id 0) first; a stable order, so an unchanged session encodes the same
+        rows = sorted(self._entities, key=lambda r: (r[0] != 0, r[0]))[:MAX_ENTITIES]
         return {"dc_id": int(self.dc_id or 0), "server_address": self.server_address or "",
                 "port": int(self.port or 0),
                 "auth_key": self.auth_key.key if self.auth_key else None,
