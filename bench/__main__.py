@@ -21,6 +21,7 @@ import logging
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -65,7 +66,10 @@ def parse_args(argv):
                    help="crowd users flooding the fidelity bots (default 30: both limits bind)")
     p.add_argument("--fidelity-rate", type=float, default=800.0, help="offered msg/s (default 800)")
     p.add_argument("--fidelity-base", choices=["inprocess", "processes"], default="inprocess")
-    p.add_argument("--recovery-rate", type=float, default=100.0, help="crowd msg/s during recovery")
+    p.add_argument("--recovery-rate", type=float, default=50.0,
+                   help="crowd msg/s over the 10 bots during recovery (default 50: load, not overload)")
+    p.add_argument("--tgfleet-library", choices=["telethon", "pyrogram"], default="telethon",
+                   help="client library of tgfleet's bots (default telethon, as baseline (a))")
     p.add_argument("--provisioned", action="store_true",
                    help="baselines use pre-shared auth keys (default: key exchange + token, as tgfleet)")
     p.add_argument("--out-dir", default=str(harness.REPO_ROOT / "bench" / "results"))
@@ -106,7 +110,7 @@ def params(args) -> dict:
         "recovery_timeout_s": 30.0,
         "fidelity_bots": 10, "fidelity_users": args.fidelity_users, "fidelity_rate": args.fidelity_rate,
         "fidelity_seconds": args.fidelity_seconds, "fidelity_warmup_s": 3.0,
-        "fidelity_base": args.fidelity_base,
+        "fidelity_base": args.fidelity_base, "tgfleet_library": args.tgfleet_library,
     }
 
 
@@ -142,7 +146,8 @@ def main(argv=None) -> int:
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "command": "ops/bench " + " ".join(argv if argv is not None else sys.argv[1:]),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "platform": platform.platform()},
+                    "platform": platform.platform(), "loadavg_start": os.getloadavg()},
+        "git_commit": _git_commit(),
         "options": {"repeat": args.repeat, "quick": args.quick, "only": args.only, "bots": args.bots,
                     "delays_ms": args.delays, **p},
         "echo_runs": [], "recovery_runs": [], "fidelity_runs": [],
@@ -194,6 +199,7 @@ def main(argv=None) -> int:
         left = harness.kill_leftovers()
         result["leftover_processes"] = left
     result["elapsed_s"] = round(time.monotonic() - t_start, 1)
+    result["machine"]["loadavg_end"] = os.getloadavg()
     result["interrupted"] = interrupted
     keys = ("system", "bots", "delay_ms")
     result["echo"] = report.summarize(result["echo_runs"], keys, report.ECHO_METRICS)
@@ -224,6 +230,14 @@ def main(argv=None) -> int:
     if left:
         print(f"WARNING: {len(left)} leftover process(es) were killed: {left}")
     return 130 if interrupted else (1 if failed or left else 0)
+
+
+def _git_commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=str(harness.REPO_ROOT), capture_output=True,
+                              text=True, timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
 def _log_echo(label: str, row: dict) -> None:

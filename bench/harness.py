@@ -264,8 +264,9 @@ def sut_processes(root_pid: int, exclude_pids=(), exclude_cmd=(), also=()) -> li
     return out
 
 
-def memory(procs) -> dict:
-    """Total RSS and PSS (MB) of PROCS, with the per-process numbers."""
+def memory(procs, labels: dict | None = None) -> dict:
+    """Total RSS and PSS (MB) of PROCS, with the per-process numbers (and LABELS[pid], e.g. the
+    actor path, when given)."""
     rss = pss = 0
     per = []
     for p in procs:
@@ -280,7 +281,10 @@ def memory(procs) -> dict:
         rss += m.rss
         p_pss = getattr(m, "pss", m.rss)
         pss += p_pss
-        per.append({"pid": p.pid, "rss_mb": round(m.rss / 1e6, 1), "pss_mb": round(p_pss / 1e6, 1)})
+        entry = {"pid": p.pid, "rss_mb": round(m.rss / 1e6, 1), "pss_mb": round(p_pss / 1e6, 1)}
+        if labels and p.pid in labels:
+            entry["role"] = labels[p.pid]
+        per.append(entry)
     return {"rss_mb": round(rss / 1e6, 1), "pss_mb": round(pss / 1e6, 1), "processes": len(per),
             "per_process": per}
 

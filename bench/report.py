@@ -144,9 +144,9 @@ def table(result: dict) -> str:
     lines = []
     echo = result.get("echo", [])
     if echo:
-        hdr = ("%-28s %4s %5s %9s %9s %7s %7s %8s %8s %7s %7s %8s" % (
+        hdr = ("%-28s %4s %5s %9s %9s %7s %7s %8s %8s %7s %7s %8s %6s" % (
             "system", "bots", "delay", "offered/s", "replies/s", "p50 ms", "p99 ms", "pk p99",
-            "startup", "RSS MB", "PSS MB", "CPU s/1k"))
+            "startup", "RSS MB", "PSS MB", "CPU s/1k", "other"))
         lines += ["Echo fleet (medians of %s run(s); p50/p99 at light load = %s msg/s per bot; "
                   "offered/replies/pk p99 at the best step of the rate ladder)" % (result["options"]["repeat"],
                                                              result["options"]["light_rate_per_bot"]),
@@ -159,11 +159,14 @@ def table(result: dict) -> str:
                                                      ("SKIPPED: " if r.get("skipped") else "FAILED: ")
                                                      + why.splitlines()[0][:110]))
                 continue
-            lines.append("%-28s %4d %4gms %9s %9s %7s %7s %8s %7ss %7s %7s %8s" % (
+            lines.append("%-28s %4d %4gms %9s %9s %7s %7s %8s %7ss %7s %7s %8s %6s" % (
                 label, r["bots"], r["delay_ms"], _f(r["offered_per_s"]), _f(r["replies_per_s"]),
                 _f(r["p50_ms"], "%.1f"), _f(r["p99_ms"], "%.1f"), _f(r["peak_p99_ms"]),
                 _f(r["startup_s"], "%.2f"), _f(r["rss_mb"]), _f(r["pss_mb"]),
-                _f(r["cpu_s_per_1k"], "%.2f")))
+                _f(r["cpu_s_per_1k"], "%.2f"), _f(r["other_cores"], "%.2f")))
+        lines.append("pk p99: p99 at the best ladder step (mostly queueing); CPU s/1k: CPU seconds "
+                     "of the system per 1,000 replies at that step; other: CPU cores used by other "
+                     "work on this machine during that window (contamination)")
         lines.append("")
     rec = result.get("recovery")
     if rec:

@@ -153,6 +153,10 @@ class SUT:
         code = harness.terminate(self.proc, self.stop_grace if grace is None else grace)
         return {"exit_code": code, "stop_s": round(time.monotonic() - t0, 2)}
 
+    def roles(self) -> dict:
+        """{pid: what it is} for the memory breakdown."""
+        return {self.proc.pid: self.name} if self.proc is not None else {}
+
     def describe(self) -> dict:
         return {"name": self.name, "command": " ".join(self.command())}
 
@@ -271,6 +275,22 @@ class TgfleetSUT(SUT):
     def status(self) -> list[dict]:
         """`ops/ctl status --json`'s actor rows: path, kind, state, restarts, pid, ..."""
         return self.admin().call("status")["actors"]
+
+    def roles(self) -> dict:
+        """{pid: actor paths} from `ctl status` (several actors share a pid on inprocess), plus
+        the launcher and thespian's admin/logger ("thespian" when not an actor)."""
+        out = {self.proc.pid: "launcher"} if self.proc is not None else {}
+        try:
+            rows = self.status()
+        except Exception as exc:   # the breakdown is a nicety; the totals do not need it
+            return dict(out, error=str(exc))
+        for row in rows:
+            pid = row.get("pid")
+            if pid:
+                out[pid] = (out[pid] + "," + row["path"]) if pid in out else row["path"]
+        for p in self.processes():
+            out.setdefault(p.pid, "thespian admin/logger")
+        return out
 
     def actor_pid(self, path: str) -> int | None:
         for row in self.status():

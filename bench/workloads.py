@@ -122,7 +122,7 @@ def ladder(light: float, start: float, top: float) -> list[float]:
 
 
 def load_step(world, sut, rate: float, users: int, warm_s: float, window_s: float,
-              prefix: str) -> tuple[dict, dict]:
+              prefix: str, labels: dict | None = None) -> tuple[dict, dict]:
     """Offer RATE msg/s from the crowd; after WARM_S measure a WINDOW_S window; stop the crowd.
     Returns (step measurements, memory at the end of the window)."""
     c = world.control
@@ -135,7 +135,7 @@ def load_step(world, sut, rate: float, users: int, warm_s: float, window_s: floa
     procs = sut.processes()
     s1, cpu1 = c.crowd_stats(), harness.cpu_snapshot(procs)
     m1, srv1 = harness.machine_busy(), harness.process_cpu(world.tg.pid)
-    mem = harness.memory(procs)
+    mem = harness.memory(procs, labels)
     c.crowd_stop()
     window = cpu1.at - cpu0.at
     answered = s1["answered"] - s0["answered"]
@@ -173,6 +173,7 @@ def echo_run(system: str, n_bots: int, delay_ms: float, p: dict, workdir) -> dic
         row["command"] = " ".join(sut.command())
         try:
             row.update(start_and_wait(sut, world, p))
+            labels = sut.roles()
             row.update(_mem_fields("idle_", harness.memory(sut.processes())))
             if delay_ms:
                 c.set_limits(delay_ms=delay_ms)
@@ -184,7 +185,7 @@ def echo_run(system: str, n_bots: int, delay_ms: float, p: dict, workdir) -> dic
                 is_light = i == 0
                 st, mem = load_step(world, sut, rate, p["users"], 0.5 if is_light else p["sat_warmup_s"],
                                     p["light_s"] if is_light else p["sat_window_s"],
-                                    "light" if is_light else "load")
+                                    "light" if is_light else "load", labels)
                 after, drained = drain(c, p["drain_s"])
                 st["drained"] = drained
                 if is_light:
