@@ -12,7 +12,7 @@ import pytest
 from messages.telegram import SendText
 from system.localtg.clients import register_rsa_key
 
-from .conftest import backend_args, local_telegram
+from .conftest import backend_args
 
 
 @pytest.mark.parametrize("library", ["telethon", "pyrogram"])
