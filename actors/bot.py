@@ -74,6 +74,8 @@ ACTION_LABELS = {"SendText": "send_message", "SendMedia": "send_media",
 CHAT_KINDS = frozenset({"private", "group", "channel", "supergroup"})
 MAX_CHAT_KINDS = 10_000        # remembered chat kinds (for the limiter), LRU
 MAX_PENDING_BATCHES = 256      # batches waiting for the store's dedup answer
+DEDUP_CLOCK_MARGIN_S = 2.0     # messages up to this long after our start are checked too
+DEDUP_RECORD_S = 0.2           # how often fresh dedup keys are written to the store
 DROP_LOG_EVERY_S = 5.0
 
 
@@ -383,6 +385,8 @@ class BotActor(FleetActor):
         self.store_breaker = CircuitBreaker(cfg["store_breaker_failures"],
                                             cfg["store_breaker_reset_s"])
         self._rids = itertools.count(1)
+        self.record_keys: list = []    # fresh dedup keys not yet written to the store
+        self.record_armed = False
         self.connected = None                # unknown until the backend says
         self.self_id = 0
         self.last_update_at = None
@@ -431,7 +435,20 @@ class BotActor(FleetActor):
         store = self.env.get("store")
         if store is not None and updates:
             lru = self.pipeline.dedup
-            keys = tuple(dict.fromkeys(k for k in map(update_key, updates) if k not in lru))
+            # Only a message older than this incarnation can have been answered by a previous
+            # one (a redelivery after a restart), so only those cost a round trip to the store
+            # before they are handled. Newer keys are written to the store in the background
+            # (`dedup_record`, every DEDUP_RECORD_S), keeping the store off the hot path.
+            cutoff = self.started_at + DEDUP_CLOCK_MARGIN_S   # + skew between the clocks
+            old = [u for u in updates if not u.date or u.date < cutoff]
+            fresh = [k for u in updates if u.date and u.date >= cutoff
+                     for k in (update_key(u),) if k not in lru]
+            if fresh:
+                self.record_keys.extend(fresh)
+                if not self.record_armed:
+                    self.record_armed = True
+                    self.after("dedup_record", DEDUP_RECORD_S)
+            keys = tuple(dict.fromkeys(k for k in map(update_key, old) if k not in lru))
             if keys and not self.store_breaker.allow():
                 self.c["store_dedup_skipped"] += 1    # the store keeps failing: LRU alone
             elif keys:
@@ -445,6 +462,14 @@ class BotActor(FleetActor):
             self._fallback(self.pending[0], "too many batches waiting for the store")
         self._drain()
 
+    def record_dedup_keys(self):
+        """Write the fresh dedup keys to the store (fire and forget; also on stop)."""
+        keys = tuple(dict.fromkeys(self.record_keys))
+        self.record_keys.clear()
+        store = self.env.get("store")
+        if keys and store is not None:
+            self.send(store, DedupCheck(f"{self.inst}-r{next(self._rids)}", self.name, keys))
+
     def _note_chat(self, chat_id: int, kind: str):
         kinds = self.chat_kinds
         kinds[chat_id] = kind if kind in CHAT_KINDS else ""
@@ -453,6 +478,10 @@ class BotActor(FleetActor):
             kinds.popitem(last=False)
 
     def on_StoreReply(self, msg: StoreReply, sender):
+        if msg.request_id.startswith(f"{self.inst}-r"):
+            if not msg.ok:   # a background record failed: a redelivery may be answered twice
+                self.c["store_dedup_errors"] += 1
+            return
         entry = next((p for p in self.pending if p.rid == msg.request_id), None)
         if entry is None or entry.resolved:
             self.c["store_late_replies"] += 1
@@ -692,6 +721,9 @@ class BotActor(FleetActor):
             self.outbox.requeue_due(time.monotonic())
             self._arm_retry()
             self.pump()
+        elif name == "dedup_record":
+            self.record_armed = False
+            self.record_dedup_keys()
         elif name == "dedup":
             self.dedup_due = None
             now = time.monotonic()
@@ -775,6 +807,7 @@ class BotActor(FleetActor):
         bus = self.env.get("eventbus")
         if bus is not None:
             self.send(bus, UnsubscribeAll(self.name))
+        self.record_dedup_keys()
         lost = self.outbox.drop_all()
         if lost:
             self.log.warning("bot %s stopping: dropped %s", self.name, dict(lost))

@@ -38,9 +38,14 @@ class JsonFormatter(logging.Formatter):
 def log_defs(level: str = "INFO", json_lines: bool = False, file: str = "",
              levels: dict | None = None) -> dict:
     """A logging.config dict for the whole system (main process and thespian's logger)."""
-    handler: dict = {"class": "logging.StreamHandler", "level": "DEBUG"}
+    # thespian sets every actor process's root logger to the lowest level found in these
+    # definitions, and ships every record at or above it to its logger process: the handler's
+    # level must be the lowest level asked for, never a blanket DEBUG.
+    order = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+    lowest = min([level] + list((levels or {}).values()), key=order.index)
+    handler: dict = {"class": "logging.StreamHandler", "level": lowest}
     if file:
-        handler = {"class": "logging.FileHandler", "filename": file, "level": "DEBUG"}
+        handler = {"class": "logging.FileHandler", "filename": file, "level": lowest}
     handler["formatter"] = "json" if json_lines else "plain"
     handler["filters"] = ["deathsig"]
     loggers = {name: {"level": lvl} for name, lvl in (levels or {}).items()}

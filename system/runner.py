@@ -40,7 +40,10 @@ class InProcessRunner:
         returns that response (or None)."""
         deadline = time.monotonic() + timeout
         while True:
-            self.base._realizeWakeups()   # listen(0) alone never fires a timer that is due
+            # simpleSystemBase.listen(0) neither fires due timers nor delivers pending sends
+            # (its loop ends before it starts): do both, then collect a response if any.
+            self.base._realizeWakeups()
+            self.base._runSends()
             resp = self.asys.listen(0)
             if resp is not None:
                 return resp
