@@ -9,15 +9,11 @@ from __future__ import annotations
 
 import os
 
+from actors.backends.registry import BACKENDS
 from actors.supervisor import REST_FOR_ONE, Supervisor
 from messages.lifecycle import AddChild, ChildSpec
 from messages.store import ListBotConfigs, PutBotConfig, StoreReply
 
-BACKENDS = {
-    "telethon": "actors.backends.telethon_backend.TelethonBackend",
-    "pyrogram": "actors.backends.pyrogram_backend.PyrogramBackend",
-    "tdlib": "actors.backends.tdlib_backend.TdlibBackend",
-}
 
 
 def bot_group_spec(cfg: dict, data_dir: str, sup_args: dict) -> ChildSpec:

@@ -28,7 +28,7 @@ from thespian.actors import ActorExitRequest
 
 from actors.base import FleetActor
 from messages.lifecycle import (PERMANENT, TEMPORARY, TRANSIENT, AddChild, ChildCommand,
-                                ChildAddress, ChildCommandResult, ChildSpec, Crashed, Finished,
+                                ChildAddress, ChildCommandResult, ChildSpec, Crashed, EnvUpdate, Finished,
                                 LifecycleEvent, Probe, ProbeReply, Start, Started, StatusRow,
                                 Stop, TreeStatus, TreeStatusRequest, WhereIs)
 from system.backoff import Backoff
@@ -235,8 +235,17 @@ class Supervisor(FleetActor):
         child.started_at = time.time()
         child.backoff.started(time.monotonic())
         self.cancel_timer(f"deadline:{child.spec.id}:{child.gen}")
-        # Later siblings find earlier ones here (the bot finds its backend).
-        self.child_env[f"sibling.{child.spec.id}"] = sender
+        # Later siblings find earlier ones here (the bot finds its backend); siblings already
+        # running learn the new address of a restarted one.
+        key = f"sibling.{child.spec.id}"
+        moved = key in self.child_env and self.child_env[key] != sender
+        self.child_env[key] = sender
+        if moved:
+            update = EnvUpdate(key, sender)
+            for other in self.children.values():
+                if other is not child and other.addr is not None and \
+                        other.state in ("running", "starting"):
+                    self.send(other.addr, update)
         self.emit("started", f"{self.path}/{child.spec.id}")
         self.op_done("start", child.spec.id)
 
