@@ -155,10 +155,6 @@ class Fleet:
 
 
 # ---- measurements ------------------------------------------------------------------------------
-def pss_mb(pid: int) -> float:
-    return psutil.Process(pid).memory_full_info().pss / 1e6
-
-
 def measure_memory(fleet: Fleet) -> dict:
     roles = fleet.processes()
     per = {}
