@@ -792,8 +792,14 @@ class BotActor(FleetActor):
 
     def flush_metrics(self):
         m, bot, p = self.metrics, self.name, self.pipeline
-        for handler, n in p.handler_errors.items():
-            m.set("tgfleet_bot_handler_errors_total", n, bot=bot, handler=handler)
+        # every failure counter exists from the start (0), so dashboards show 0, not "no data"
+        for h in p.handlers:
+            m.set("tgfleet_bot_handler_errors_total", p.handler_errors.get(h.name, 0), bot=bot,
+                  handler=h.name)
+        for h, n in p.handler_errors.items():
+            m.set("tgfleet_bot_handler_errors_total", n, bot=bot, handler=h)
+        m.inc("tgfleet_bot_queue_drops_total", 0, bot=bot)
+        m.inc("tgfleet_retries_total", 0, bot=bot)
         m.set("tgfleet_bot_dedup_hits_total", p.dedup_hits + self.c["store_dedup_hits"], bot=bot)
         m.set("tgfleet_bot_queue_depth", self.outbox.queued, bot=bot)
         if self.last_update_at is not None:

@@ -45,6 +45,7 @@ class RateLimiterActor(FleetActor):
     kind = "ratelimit"
 
     def on_start(self, args):
+        self.seen_bots: set = set()
         unknown = sorted(set(args) - set(POLICY_ARGS) - set(EXTRA_ARGS))
         if unknown:
             raise ValueError(f"ratelimit: unknown args {unknown} (expected one of "
@@ -65,6 +66,9 @@ class RateLimiterActor(FleetActor):
             self.every("metrics", REPORT_INTERVAL)
 
     def on_GrantRequest(self, msg: GrantRequest, sender):
+        if msg.bot not in self.seen_bots and len(self.seen_bots) < 10_000:
+            self.seen_bots.add(msg.bot)   # series exist at 0 before the first penalty
+            self.metrics.inc("tgfleet_flood_penalty_seconds_total", 0, bot=msg.bot)
         self.requests += 1
         try:
             wants: dict = {}
@@ -110,7 +114,7 @@ class RateLimiterActor(FleetActor):
             return
         self.log.info("ratelimit: %s flood wait %.1fs on chat %s (penalty %.2fs)", msg.bot,
                       msg.seconds, msg.chat_id, penalty)
-        self.metrics.inc("tgfleet_flood_waits_total", bot=msg.bot)
+        # the FLOOD_WAIT answer itself is counted once, by the backend that received it
         self.metrics.inc("tgfleet_flood_penalty_seconds_total", penalty, bot=msg.bot)
 
     def on_BotStatsRequest(self, msg: BotStatsRequest, sender):

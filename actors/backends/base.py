@@ -262,6 +262,7 @@ class BackendActor(FleetActor):
         self.cfg = cfg = backend_config(args, self.library)
         self.name = cfg["name"]
         self.metrics = MetricsBuffer(self.path or self.name)
+        self.metrics.inc("tgfleet_backend_reconnects_total", 0, bot=self.name)   # 0, not absent
         self.breaker = CircuitBreaker(cfg["breaker_threshold"], cfg["breaker_reset_s"])
         self.reconnect_backoff = Backoff(base_s=cfg["reconnect_base_s"],
                                          max_s=cfg["reconnect_max_s"], jitter=0.3,
