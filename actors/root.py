@@ -67,7 +67,7 @@ class RootSupervisor(Supervisor):
                         "reset_after_s": sup["backoff_reset_after_s"]},
             "children": args.get("children") or root_children(cfg),
         })
-        self.every("snapshot", 1.0)
+        self.every("snapshot", 5.0)   # changes push a snapshot at once (snapshot_soon)
 
     def on_Started(self, msg: Started, sender):
         child = self.children.get(msg.child_id)

@@ -190,7 +190,8 @@ class Launcher:
                 return msg.code
             now = time.monotonic()
             if now >= next_status:
-                next_status = now + 1.0
+                next_status = now + (1.0 if last_progress is None or
+                                     last_progress[0] < last_progress[1] else 5.0)
                 if not self.admin_alive():
                     print("tgfleet: the actor system died (root process gone)", flush=True)
                     self.shutdown_rest()

@@ -150,11 +150,25 @@ class MetricsBuffer:
         samples.extend(self.process_samples())
         return MetricsReport(self.source, os.getpid(), tuple(samples), self.epoch, time.time())
 
-    def flush(self, actor) -> bool:
-        """Send `report()` from `actor` to `actor.env["metrics"]`; False when there is none."""
+    IDLE_REPORT_S = 10.0
+
+    def _signature(self):
+        return (len(self._scalars), sum(self._scalars.values()),
+                sum(h[2] for h in self._hists.values()))
+
+    def flush(self, actor, force: bool = False) -> bool:
+        """Send `report()` from `actor` to `actor.env["metrics"]`; False when there is none or
+        nothing changed. An idle actor reports every IDLE_REPORT_S only (for its RSS/CPU), so a
+        quiet fleet does not spend its CPU on reporting that nothing happened."""
         addr = getattr(actor, "env", {}).get("metrics")
         if addr is None:
             return False
+        now = time.monotonic()
+        sig = self._signature()
+        if not force and sig == getattr(self, "_last_sig", None) and \
+                now - getattr(self, "_last_sent", 0.0) < self.IDLE_REPORT_S:
+            return False
+        self._last_sig, self._last_sent = sig, now
         actor.send(addr, self.report())
         return True
 

@@ -54,7 +54,7 @@ def fleet(request):
     # session: every actor process of this system shares the admin's session id.
     if request.param == "processes":
         left = []
-        for _ in range(100):
+        for _ in range(200):   # a loaded machine may take seconds to reap them
             left = forked_from_me()
             if not left:
                 break
