@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import bisect
 import datetime
 import json
 import os
@@ -212,6 +213,7 @@ class LocalTG:
         self.tg = None
         self.incarnations = 0
         self.pids: list[int] = []
+        self.stalled = False
 
     @property
     def log_path(self) -> Path:
@@ -231,6 +233,7 @@ class LocalTG:
                                 control_port=self.control_port, log_level="WARNING",
                                 stop_grace=10.0)
         self.tg = cm.__enter__()
+        self.tg.control.timeout = 5.0       # a stalled server must not stall the harness
         self.cm = cm
         self.incarnations += 1
         self.pids.append(self.tg.pid)
@@ -254,6 +257,7 @@ class LocalTG:
     def stall(self, seconds: float, tick) -> None:
         pid = self.tg.pid
         signal_pid(pid, signal.SIGSTOP)
+        self.stalled = True
         try:
             end = time.monotonic() + seconds
             while time.monotonic() < end:
@@ -261,6 +265,7 @@ class LocalTG:
                 time.sleep(0.2)
         finally:
             signal_pid(pid, signal.SIGCONT)
+            self.stalled = False
 
 
 # ---- the fleet -----------------------------------------------------------------------------------
@@ -508,7 +513,9 @@ class DropCounter:
 # ---- ground truth: the local Telegram's world ---------------------------------------------------
 
 def world_accounting(db_path: Path, bots: dict[int, str], window: int) -> dict:
-    """Every message crowd users (crowd*) and burst users (chaosburst*) sent to our bots, and the
+    """Every message crowd users (crowd*), burst users (chaosburst*) and probe users
+    (chaosprobe*, a few messages right after each fault that restarts a bot) sent to our bots,
+    and the
     bot messages that answer them (reply_to), read from the stopped server's SQLite world."""
     db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
     try:
@@ -518,6 +525,8 @@ def world_accounting(db_path: Path, bots: dict[int, str], window: int) -> dict:
                 users[uid] = "crowd"
             elif uname and uname.startswith("chaosburst"):
                 users[uid] = "burst"
+            elif uname and uname.startswith("chaosprobe"):
+                users[uid] = "probe"
         rows = db.execute("SELECT id, from_id, peer_kind, peer_id, reply_to FROM messages "
                           "WHERE deleted = 0 AND peer_kind = 'user' ORDER BY id").fetchall()
         dates_rows = db.execute("SELECT id, date FROM messages WHERE peer_kind = 'user'"
@@ -540,7 +549,6 @@ def world_accounting(db_path: Path, bots: dict[int, str], window: int) -> dict:
                 unmatched += 1
     per_bot = {}
     dup_in_window = dup_beyond = 0
-    import bisect
     dates = {mid: d for mid, d in dates_rows}
     for bid, name in bots.items():
         ids = per_bot_ids[bid]
@@ -557,14 +565,15 @@ def world_accounting(db_path: Path, bots: dict[int, str], window: int) -> dict:
                     dup_in_window += 1
                 else:
                     dup_beyond += 1
-        kinds = {"crowd": 0, "burst": 0}
+        kinds = {"crowd": 0, "burst": 0, "probe": 0}
         for i in ids:
             kinds[users[inbound[i][1]]] += 1
         per_bot[name] = {"sent": len(ids), "crowd": kinds["crowd"], "burst": kinds["burst"],
-                         "answered": answered, "unanswered": len(ids) - answered,
+                         "probe": kinds["probe"], "answered": answered, "unanswered": len(ids) - answered,
                          "duplicates": dups, "unanswered_ids": lost}
     total = {k: sum(v[k] for v in per_bot.values())
-             for k in ("sent", "crowd", "burst", "answered", "unanswered", "duplicates")}
+             for k in ("sent", "crowd", "burst", "probe", "answered", "unanswered",
+                       "duplicates")}
     return {"per_bot": per_bot, "total": total, "unmatched_replies": unmatched,
             "duplicates_within_window": dup_in_window, "duplicates_beyond_window": dup_beyond}
 
@@ -582,10 +591,6 @@ def integrity(path: Path) -> str:
 
 # ---- the run ---------------------------------------------------------------------------------------
 
-class Abort(RuntimeError):
-    """The run cannot go on (the fleet or the server failed to start)."""
-
-
 class ChaosRun:
     def __init__(self, p: dict):
         self.p = p
@@ -601,13 +606,15 @@ class ChaosRun:
         self.names: list[str] = []
         self.burst_bot = ""
         self.burst_users: list[int] = []
+        self.probe_users: list[int] = []
+        self.probe_no = 0
         self.ops_user = 0
         self.crowd_totals: list[dict] = []          # crowd_stats per server incarnation
         self.crowd_prefix = ""
         self.seen: dict[int, tuple] = {}            # pid -> (create_time, cmdline) of the fleet
         self.status_rows: list | None = None
         self.pending: list[dict] = []               # faults waiting for their recovery
-        self.last_poll = self.last_scrape = self.last_scan = 0.0
+        self.last_poll = self.last_scrape = self.last_scan = self.last_mem = 0.0
         self.last_burst = -1e9
         self.last_metrics_kill = -1e9
         self.metrics_killed_pid = 0
@@ -667,6 +674,8 @@ class ChaosRun:
             bots.append(cfg)
         self.burst_users = [c.create_account("user", username=f"chaosburst{i}")["user_id"]
                             for i in range(p["burst_users"])]
+        self.probe_users = [c.create_account("user", username=f"chaosprobe{i}")["user_id"]
+                            for i in range(p["probes"])]
         self.ops_user = c.create_account("user", username="chaos_ops")["user_id"]
         self.fleet = Fleet(self.workdir, self.base, bots, server, p)
         t = time.monotonic()
@@ -688,6 +697,8 @@ class ChaosRun:
                                     text_prefix=self.crowd_prefix)
 
     def crowd_answered(self) -> int:
+        if self.tg.stalled:
+            return 0
         try:
             return self.tg.control.crowd_stats()["answered"]
         except (OSError, ValueError, KeyError):
@@ -723,6 +734,9 @@ class ChaosRun:
         if force or now - self.last_scan >= 3.0:
             self.last_scan = now
             self.scan_processes()
+        if self.mem_samples and now - self.last_mem >= 30.0:
+            self.last_mem = now
+            self.memory("during")
 
     def scan_processes(self):
         psutil = _psutil()
@@ -778,17 +792,43 @@ class ChaosRun:
         return None
 
     def memory(self, label: str) -> dict:
-        m = pss_of(self.fleet.processes())
-        names = {r["pid"]: r["path"] for r in self.status_rows or [] if r.get("pid")}
+        psutil = _psutil()
+        procs = self.fleet.processes()
+        m = pss_of(procs)
         if self.base == "processes":
+            names = {r["pid"]: r["path"] for r in self.status_rows or [] if r.get("pid")}
             names[self.fleet.proc.pid] = "launcher"
+            parent = {}
+            for proc in procs:
+                try:
+                    parent[proc.pid] = proc.ppid()
+                except psutil.NoSuchProcess:
+                    continue
+            kids: dict[int, list] = {}
+            for pid, ppid in parent.items():
+                kids.setdefault(ppid, []).append(pid)
+            # thespian's admin, logger and our root share the launcher's command line: the root
+            # is the parent of the root-level actors, the admin the root's parent, the logger
+            # the admin's other child
+            for pid in parent:
+                if pid not in names and any(names.get(k, "").count("/") == 1
+                                            for k in kids.get(pid, [])):
+                    names[pid] = "root"
+            for pid in parent:
+                if pid not in names and any(names.get(k) == "root" for k in kids.get(pid, [])):
+                    names[pid] = "thespian admin"
             roles: dict[str, float] = {}
             for item in m["per_process"]:
-                item["actor"] = names.get(item["pid"], "thespian admin/logger or root")
-                role = role_of(item["actor"])
+                actor = names.get(item["pid"])
+                if actor is None:
+                    actor = ("thespian logger" if names.get(parent.get(item["pid"]))
+                             == "thespian admin" else "other")
+                item["actor"] = actor
+                role = role_of(actor)
                 roles[role] = round(roles.get(role, 0.0) + item["pss_mb"], 1)
-            m["by_role_mb"] = roles
+            m["by_role_mb"] = dict(sorted(roles.items()))
         m.update(label=label, t=self.now())
+        self.last_mem = time.monotonic()
         self.mem_samples.append({k: v for k, v in m.items() if k != "per_process"})
         return m
 
@@ -876,9 +916,27 @@ class ChaosRun:
         else:
             self.root_kills.append(time.monotonic())
         ev = self.event("kill", target=path, actor=what, pid=pid)
+        if name:
+            self.send_probes(name, ev)
         self.pending.append(ev)
         if what == "metrics":
             self.rebaseline_metrics()
+
+    def send_probes(self, name: str, ev: dict):
+        """A few messages to bot NAME right after a fault that restarts it (each from its own
+        user, 50 ms apart): they arrive while the bot or its backend is being replaced, and must
+        be answered or counted like any other."""
+        from system.localtg.control import ControlError
+        bot = next(b for b, n in self.bot_ids.items() if n == name)
+        ids = []
+        for user in self.probe_users:
+            self.probe_no += 1
+            try:
+                ids.append(self.tg.control.send_as(user, bot, f"probe {self.probe_no}")["id"])
+            except (ControlError, OSError) as exc:
+                ev.setdefault("probe_errors", []).append(str(exc)[:80])
+            time.sleep(0.05)
+        ev["probes"] = ids
 
     def rebaseline_metrics(self):
         """Wait for the new exporter and a few report intervals, then take its baseline."""
@@ -916,6 +974,7 @@ class ChaosRun:
         self.note_bot_fault(name)
         ev = self.event("kill", target=path, actor="ctl restart (in-process base, was "
                         f"{what})", ctl_rc=r.returncode, restarts_before=before)
+        self.send_probes(name, ev)
         ev["ok"] = r.returncode == 0
         self.pending.append(ev)
 
@@ -942,6 +1001,7 @@ class ChaosRun:
         self.note_bot_fault(name)
         ev = self.event("stall", target=path, pid=pid, probe_timeout_s=round(limit, 2),
                         max_s=self.p["stall_s"])
+        self.send_probes(name, ev)
         t = time.monotonic()
         while time.monotonic() - t < self.p["stall_s"] and pid_alive(pid):
             self.wait(0.2)
@@ -1076,9 +1136,10 @@ class ChaosRun:
         bot = next(b for b, n in self.bot_ids.items() if n == name)
         self.tg.control.send_as(self.ops_user, bot, CRASH_TRIGGER)
         self.note_bot_fault(name)
-        ev = self.event("crash", target=path, pid=r["pid"], restarts_before=r["restarts"])
-        if self.base != "processes":
-            ev["pid"] = None
+        ev = self.event("crash", target=path,
+                        pid=r["pid"] if self.base == "processes" else None,
+                        restarts_before=r["restarts"])
+        self.send_probes(name, ev)
         self.pending.append(ev)
 
     # ---- the schedule --------------------------------------------------------------------------
@@ -1174,7 +1235,8 @@ class ChaosRun:
         crowd = self.crowd_sum()
         checks.append(self.check(
             "accounting", uncounted == 0 and not drain["cap_reached"],
-            f"sent {t['sent']} (crowd {t['crowd']}, burst {t['burst']}) = answered "
+            f"sent {t['sent']} (crowd {t['crowd']}, burst {t['burst']}, probes {t['probe']}) "
+            f"= answered "
             f"{t['answered']} + unanswered {t['unanswered']}; counted drops {counted_total} "
             f"(metrics queue_full {sum(m['queue_full'] for m in metric.values())}, dropped "
             f"{sum(m['dropped'] for m in metric.values())}; logged at stop "
@@ -1391,6 +1453,8 @@ def parse_args(argv):
     ap.add_argument("--queue-max", type=int, default=50, help="queue_max of the burst bot")
     ap.add_argument("--burst", type=int, default=300, help="messages per burst")
     ap.add_argument("--burst-users", type=int, default=10)
+    ap.add_argument("--probes", type=int, default=3,
+                    help="messages sent right after each fault that restarts a bot")
     ap.add_argument("--flood-limits", action=argparse.BooleanOptionalAction, default=True,
                     help="the local Telegram enforces Telegram's flood limits")
     ap.add_argument("--probe-interval", type=float, default=2.0,
@@ -1404,10 +1468,22 @@ def parse_args(argv):
     ap.add_argument("--drain-idle", type=float, default=5.0)
     ap.add_argument("--mem-ratio", type=float, default=1.5)
     ap.add_argument("--mem-cap-mb", type=float,
-                    help="absolute PSS cap at the end (default: processes 150 + 150 per bot, "
-                         "inprocess 150 + 25 per bot; see bench/CHAOS.md)")
+                    help="absolute PSS cap at the end (default: 1.5 x the size at rest: "
+                         "processes 100 MB + 130 MB per bot, inprocess 60 MB + 10 MB per bot; "
+                         "see bench/CHAOS.md)")
     ap.add_argument("--start-timeout", type=float, default=120.0)
     return ap.parse_args(argv)
+
+
+# PSS at rest measured on this machine (bench/CHAOS.md): processes base ~100 MB for the core
+# (launcher, thespian admin + logger, root, 6 services) + ~130 MB per bot (backend 60-80 MB with
+# its Telegram library, bot ~30 MB, bot group ~10-35 MB); in-process ~60 MB + ~10 MB per bot.
+REST_MB = {"processes": (100.0, 130.0), "inprocess": (60.0, 10.0)}
+
+
+def default_mem_cap(base: str, bots: int) -> float:
+    core, per_bot = REST_MB[base]
+    return round(1.5 * (core + per_bot * bots), 0)
 
 
 def params(a) -> dict:
@@ -1419,13 +1495,12 @@ def params(a) -> dict:
         "users": a.users, "rate": a.rate,
         "faults": a.faults if a.faults is not None else max(1, int(seconds / a.interval)),
         "min_each": a.min_each, "queue_max": a.queue_max, "burst": a.burst,
-        "burst_users": a.burst_users, "flood_limits": a.flood_limits,
+        "burst_users": a.burst_users, "probes": a.probes, "flood_limits": a.flood_limits,
         "probe_interval": a.probe_interval, "probe_misses": a.probe_misses,
         "stall_s": a.stall_s or 2 * a.probe_interval * (a.probe_misses + 1) + 2.0,
         "tg_down_s": a.tg_down_s, "warmup": a.warmup,
         "drain_cap": a.drain_cap, "drain_idle": a.drain_idle, "mem_ratio": a.mem_ratio,
-        "mem_cap_mb": a.mem_cap_mb or (150.0 + (150.0 if a.base == "processes" else 25.0)
-                                       * a.bots),
+        "mem_cap_mb": a.mem_cap_mb or default_mem_cap(a.base, a.bots),
         "start_timeout": a.start_timeout, "dedup_window": 10000,
         "max_bot_faults_per_min": 3,
     }
@@ -1477,9 +1552,11 @@ def main(argv=None) -> int:
         result.update(checks=checks, events=run.events,
                       passed=all(c["result"] == "PASS" for c in checks))
         code = 0 if result["passed"] else 1
-    except (Abort, RuntimeError) as exc:
-        run.say(f"ERROR: {exc}")
-        result.update(error=str(exc), events=run.events, passed=False)
+    except Exception as exc:    # any harness or fleet failure: report it, then clean up
+        import traceback
+        traceback.print_exc()
+        run.say(f"ERROR: {type(exc).__name__}: {exc}")
+        result.update(error=f"{type(exc).__name__}: {exc}", events=run.events, passed=False)
     except KeyboardInterrupt as exc:
         run.say(f"interrupted ({exc}): cleaning up")
         result.update(error=f"interrupted: {exc}", events=run.events, passed=False)

@@ -69,7 +69,11 @@ def test_short_chaos_run_passes_every_check(tmp_path):
     kinds = {e["kind"] for e in result["events"] if not e.get("note")}
     assert kinds == {"kill", "stall", "restart_tg", "burst", "admin", "crash"}, kinds
     failed = {name: c["numbers"] for name, c in checks.items() if c["result"] != "PASS"}
+    lost = [(bot, m["fault"], m["fault_target"], m["message_id"])
+            for bot, v in checks["accounting"]["detail"]["per_bot"].items()
+            for m in v["unanswered_near_bot_restarts"]]
     assert not failed, "chaos checks failed:\n" + "\n".join(
-        f"  {k}: {v}" for k, v in failed.items()) + "\n" + text[-3000:]
+        f"  {k}: {v}" for k, v in failed.items()) + \
+        f"\nunanswered messages sent around a restart of their bot: {lost}\n" + text[-3000:]
     assert proc.returncode == 0
     assert elapsed < BUDGET_S, f"took {elapsed:.0f}s"
