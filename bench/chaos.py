@@ -85,7 +85,7 @@ DROP_SAMPLES = ("tgfleet_bot_queue_drops_total", "tgfleet_bot_actions_total")
 STOP_DROPS = re.compile(r"bot (\S+) stopping: dropped (\{[^}]*\})")
 
 
-# ---- crash injection, loaded by the fleet as a custom handler ------------------------------------
+# ---- crash injection, loaded by the fleet as a custom handler -----------------------------------
 
 class ChaosCrash(Handler):
     """'bench.chaos:ChaosCrash': a private message containing config["trigger"] makes this handler
@@ -105,7 +105,7 @@ class ChaosCrash(Handler):
         return []
 
 
-# ---- processes ------------------------------------------------------------------------------------
+# ---- processes ----------------------------------------------------------------------------------
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -198,7 +198,7 @@ def signal_pid(pid: int, sig) -> bool:
         return False
 
 
-# ---- the local Telegram, restartable -------------------------------------------------------------
+# ---- the local Telegram, restartable ------------------------------------------------------------- 
 
 class LocalTG:
     """Our own local Telegram on fixed ports (chosen free once), so it can be stopped by PID and
@@ -268,7 +268,7 @@ class LocalTG:
             self.stalled = False
 
 
-# ---- the fleet -----------------------------------------------------------------------------------
+# ---- the fleet ----------------------------------------------------------------------------------
 
 def _toml(value) -> str:
     if isinstance(value, bool):
@@ -421,7 +421,7 @@ def with_pg_kill(pid: int):
         signal_pid(pid, signal.SIGKILL)
 
 
-# ---- /metrics, made monotonic across exporter restarts -------------------------------------------
+# ---- /metrics, made monotonic across exporter restarts ------------------------------------------
 
 class DropCounter:
     """Scrapes /metrics and sums the increase of the bots' drop counters. Within one exporter
@@ -510,7 +510,7 @@ class DropCounter:
         return out
 
 
-# ---- ground truth: the local Telegram's world ---------------------------------------------------
+# ---- ground truth: the local Telegram's world --------------------------------------------------- 
 
 def world_accounting(db_path: Path, bots: dict[int, str], window: int) -> dict:
     """Every message crowd users (crowd*), burst users (chaosburst*) and probe users
@@ -569,8 +569,9 @@ def world_accounting(db_path: Path, bots: dict[int, str], window: int) -> dict:
         for i in ids:
             kinds[users[inbound[i][1]]] += 1
         per_bot[name] = {"sent": len(ids), "crowd": kinds["crowd"], "burst": kinds["burst"],
-                         "probe": kinds["probe"], "answered": answered, "unanswered": len(ids) - answered,
-                         "duplicates": dups, "unanswered_ids": lost}
+                         "probe": kinds["probe"], "answered": answered,
+                         "unanswered": len(ids) - answered, "duplicates": dups,
+                         "unanswered_ids": lost}
     total = {k: sum(v[k] for v in per_bot.values())
              for k in ("sent", "crowd", "burst", "probe", "answered", "unanswered",
                        "duplicates")}
@@ -589,7 +590,7 @@ def integrity(path: Path) -> str:
         return f"error: {exc}"
 
 
-# ---- the run ---------------------------------------------------------------------------------------
+# ---- the run ------------------------------------------------------------------------------------
 
 class ChaosRun:
     def __init__(self, p: dict):
@@ -616,13 +617,11 @@ class ChaosRun:
         self.pending: list[dict] = []               # faults waiting for their recovery
         self.last_poll = self.last_scrape = self.last_scan = self.last_mem = 0.0
         self.last_burst = -1e9
-        self.last_metrics_kill = -1e9
         self.metrics_killed_pid = 0
         self.faults_by_bot: dict[str, list] = {}
         self.root_kills: list[float] = []
         self.mem_samples: list[dict] = []
         self.kill_cycle: list[str] = []
-        self.numbers: dict = {}
         self.deferred: list = []                    # (due monotonic, fn): later looks at a fault
 
     # ---- logging -------------------------------------------------------------------------------
@@ -697,11 +696,12 @@ class ChaosRun:
                                     text_prefix=self.crowd_prefix)
 
     def crowd_answered(self) -> int:
+        from system.localtg.control import ControlError
         if self.tg.stalled:
             return 0
         try:
             return self.tg.control.crowd_stats()["answered"]
-        except (OSError, ValueError, KeyError):
+        except (ControlError, OSError, ValueError, KeyError):
             return 0
 
     def crowd_snapshot(self, stop: bool) -> dict:
@@ -909,7 +909,6 @@ class ChaosRun:
         signal_pid(pid, signal.SIGKILL)
         if what == "metrics":
             self.drops.exporter_restarting()
-            self.last_metrics_kill = time.monotonic()
             self.metrics_killed_pid = pid
         if name:
             self.note_bot_fault(name)
@@ -920,7 +919,7 @@ class ChaosRun:
             self.send_probes(name, ev)
         self.pending.append(ev)
         if what == "metrics":
-            self.rebaseline_metrics()
+            self.later(0.5, self.watch_exporter)
 
     def send_probes(self, name: str, ev: dict):
         """A few messages to bot NAME right after a fault that restarts it (each from its own
@@ -938,20 +937,26 @@ class ChaosRun:
             time.sleep(0.05)
         ev["probes"] = ids
 
-    def rebaseline_metrics(self):
-        """Wait for the new exporter and a few report intervals, then take its baseline."""
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and self.drops.paused:
+    def watch_exporter(self):
+        """After a kill of the metrics exporter: once the new one runs, wait until every source
+        has reported to it (an idle actor reports only every IDLE_REPORT_S), then baseline."""
+        r = self.rows_by_path().get("root/metrics")
+        if r and r["state"] == "running" and r["pid"] and r["pid"] != self.metrics_killed_pid:
+            self.later(report_silence_s() + 2.0, self.take_baseline)
+        else:
+            self.later(0.5, self.watch_exporter)
+
+    def take_baseline(self):
+        if not self.drops.rebaseline():
+            self.drops.paused = True
+            self.later(1.0, self.take_baseline)
+
+    def wait_for_baseline(self, timeout: float = 60.0):
+        deadline = time.monotonic() + timeout
+        while self.drops.paused and time.monotonic() < deadline:
             self.wait(0.5)
-            r = self.rows_by_path().get("root/metrics")
-            if r and r["state"] == "running" and r["pid"] and \
-                    r["pid"] != self.metrics_killed_pid:
-                self.wait(3.0)              # every source reports once a second
-                if self.drops.rebaseline():
-                    return
-                self.drops.paused = True
-        self.drops.paused = False
-        self.say("WARNING: no baseline from the restarted metrics exporter")
+        if self.drops.paused:
+            self.say("WARNING: no baseline from the restarted metrics exporter")
 
     def is_fleet_actor(self, pid: int) -> bool:
         psutil = _psutil()
@@ -1037,9 +1042,7 @@ class ChaosRun:
         self.say(f"  server back (pid {ev['new_pid']}) after {ev['restart_s']}s")
 
     def fault_burst(self):
-        if self.drops.paused:
-            self.rebaseline_metrics()
-        self.wait(max(0.0, 10.0 - (time.monotonic() - self.last_metrics_kill)))
+        self.wait_for_baseline()            # drops must be counted by a baselined exporter
         bot = next(b for b, n in self.bot_ids.items() if n == self.burst_bot)
         before = self.drops.by_bot().get(self.burst_bot, {}).get("queue_full", 0)
         n = self.p["burst"]
@@ -1142,6 +1145,13 @@ class ChaosRun:
         self.send_probes(name, ev)
         self.pending.append(ev)
 
+        def crashed():
+            if ev in self.pending:       # no restart: the bot refused the bad action instead
+                self.pending.remove(ev)
+                ev["crashed"] = False
+                self.say(f"  {path} did not crash (the bad action was refused)")
+        self.later(20.0, crashed)
+
     # ---- the schedule --------------------------------------------------------------------------
     def schedule(self) -> list[str]:
         p = self.p
@@ -1167,6 +1177,7 @@ class ChaosRun:
         self.wait(max(0.0, start + duration - time.monotonic()))
 
     def drain(self) -> dict:
+        self.wait_for_baseline()
         snap = self.crowd_snapshot(stop=True)
         self.crowd_totals.append(snap)
         self.say(f"crowd stopped: {snap['sent']} sent, {snap['answered']} answered "
@@ -1249,9 +1260,11 @@ class ChaosRun:
             metrics_scrapes=self.drops.scrapes, metrics_failures=self.drops.failures,
             exporter_epochs=self.drops.epochs, blind_windows=self.drops.blind,
             metrics_decreases=self.drops.decreases,
-            not_measurable="drops a SIGKILLed bot had not yet reported (it reports every 1 s) "
-                           "and drops in the blind windows after an exporter restart; drops "
-                           "are counted per bot, not per message"))
+            not_measurable="drops a SIGKILLed bot had not reported yet (it reports about a "
+                           "second after a change), drops in the blind windows after an "
+                           "exporter restart, and the actions a SIGKILLed bot held in its "
+                           "queue (they die with it, nothing counts them); drops are counted "
+                           "per bot, not per message"))
         # 2. duplicates
         checks.append(self.check(
             "duplicates", crowd["duplicates"] == 0 and world["duplicates_within_window"] == 0,
@@ -1479,6 +1492,13 @@ def parse_args(argv):
 # (launcher, thespian admin + logger, root, 6 services) + ~130 MB per bot (backend 60-80 MB with
 # its Telegram library, bot ~30 MB, bot group ~10-35 MB); in-process ~60 MB + ~10 MB per bot.
 REST_MB = {"processes": (100.0, 130.0), "inprocess": (60.0, 10.0)}
+
+
+def report_silence_s() -> float:
+    """The longest an actor stays silent towards the metrics exporter (it reports on change,
+    and at least every IDLE_REPORT_S when idle; every REPORT_INTERVAL in older versions)."""
+    from system.metrics_client import REPORT_INTERVAL, MetricsBuffer
+    return float(getattr(MetricsBuffer, "IDLE_REPORT_S", REPORT_INTERVAL))
 
 
 def default_mem_cap(base: str, bots: int) -> float:
