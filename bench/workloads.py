@@ -12,8 +12,9 @@ Echo fleet run (system S, N bots, round trip D ms), in order:
      doubling up to `rate`. Each step: warm-up, a measured window, crowd stopped, then the harness
      waits until every message is answered (`drain_s` at most) so no stale answer leaks into the
      next step. The ladder stops at the first saturated step (answered < 85% of offered in the
-     window, or not drained; see SATURATED_BELOW), after one refinement step at the geometric middle between the last
-     good rate and the saturated one.
+     window and its backlog took over 1 s to answer, or not drained; see SATURATED_BELOW),
+     after one refinement step at the geometric middle between the last good rate and the
+     saturated one.
      - p50/p99: latency at light load (crowd send -> bot answer): per-message cost, no queueing.
      - replies/s: the best step's answers in its window / window; offered/s: that step's sends.
        (Overloading a system far beyond its capacity makes some designs collapse — the ladder
@@ -42,6 +43,9 @@ log = logging.getLogger("bench.workloads")
 # back in the window. Not 0.9+: with a short window a system that keeps up but answers with a few
 # hundred ms of latency counts fewer answers in the window than messages sent.
 SATURATED_BELOW = 0.85
+# ... and its backlog took longer than this to answer after the crowd stopped (a system that keeps
+# up but answers late has a backlog of about rate x latency, which drains within its latency).
+SATURATED_DRAIN_S = 1.0
 
 
 class RunError(RuntimeError):
@@ -78,7 +82,7 @@ def sut_options(p: dict, echo: bool) -> dict:
 def start_and_wait(sut, world, p: dict) -> dict:
     """Start SUT; wait for its ready line and for every bot to answer a probe."""
     n = len(world.bots)
-    timeout = p.get("startup_timeout_s", 60.0) + 0.5 * n
+    timeout = p.get("startup_timeout_s", 60.0) + 2.0 * n
     t0 = sut.start()
     t_ready = sut.wait_ready(timeout)
     if t_ready is None:
@@ -212,7 +216,9 @@ def echo_run(system: str, n_bots: int, delay_ms: float, p: dict, workdir) -> dic
                 steps.append(st)
                 mems.append(mem)
                 log.debug("%s %d bots %g ms: step %s", system, n_bots, delay_ms, st)
-                if st["answered_ratio"] is not None and st["answered_ratio"] >= SATURATED_BELOW and drained:
+                keeps_up = (st["answered_ratio"] is not None and st["answered_ratio"] >= SATURATED_BELOW) \
+                    or after["drain_s"] <= SATURATED_DRAIN_S
+                if keeps_up and drained:
                     i += 1
                     continue
                 saturated = True
