@@ -198,7 +198,7 @@ def signal_pid(pid: int, sig) -> bool:
         return False
 
 
-# ---- the local Telegram, restartable ------------------------------------------------------------- 
+# ---- the local Telegram, restartable ------------------------------------------------------------
 
 class LocalTG:
     """Our own local Telegram on fixed ports (chosen free once), so it can be stopped by PID and
@@ -510,7 +510,7 @@ class DropCounter:
         return out
 
 
-# ---- ground truth: the local Telegram's world --------------------------------------------------- 
+# ---- ground truth: the local Telegram's world ---------------------------------------------------
 
 def world_accounting(db_path: Path, bots: dict[int, str], window: int) -> dict:
     """Every message crowd users (crowd*), burst users (chaosburst*) and probe users
