@@ -471,7 +471,7 @@ class MetricsExporter(FleetActor):
         self.loop.submit_to(self._serve(), self.bridge, "server")
         if self.endpoint_file:
             self._write_endpoint_file()
-        self.every("tick", float(args.get("tick", 1.0)))
+        self.every("tick", float(args.get("tick", 5.0)))
         self.state.ingest(self.metrics.report())
 
     def report_started(self):

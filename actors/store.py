@@ -55,7 +55,7 @@ from messages.store import (REQUESTS, DedupCheck, DeleteBotConfig, GetBotConfig,
                             QueryAudit, SessionGet, SessionPut, StateGet, StatePut, StoreReply,
                             StoreStats)
 from system.loopthread import LoopThread
-from system.metrics_client import MetricsBuffer
+from system.metrics_client import REPORT_INTERVAL, MetricsBuffer
 
 MAX_NAME = 256             # bot names, accounts, kv keys, item ids (characters)
 MAX_KEYS = 10_000          # keys per DedupCheck / ids per OutboxDone
@@ -329,7 +329,7 @@ class StoreActor(FleetActor):
             self.log.warning("%s: journal_mode is %r, not wal", self.path, self.journal_mode)
         self.log.info("%s: %s open, schema %d -> %d", self.path, self.db_path, *self.schema)
         self.every("cleanup", self.state_cleanup_s)
-        self.every("metrics", 1.0)
+        self.every("metrics", REPORT_INTERVAL)
         self.every("row_counts", 15.0)
         self.after("row_counts", 0.5)
         self.report_started()

@@ -48,6 +48,7 @@ import psutil
 from bench import harness
 from system.admin_client import AdminClient, AdminClientError, read_token
 from system.boot import free_port, port_open
+from system.config import DEFAULTS
 
 RESULTS = Path(__file__).resolve().parent / "results" / "core.json"
 BASES = ("inprocess", "processes")
@@ -397,7 +398,8 @@ def main(argv=None) -> int:
                      "targets": args.targets, "bots": 0, "localtg": False,
                      "supervision": {"intensity": 1000, "period_s": 30.0,
                                      "backoff_reset_after_s": 0.5,
-                                     "backoff_base_s": 0.05, "probe_interval_s": 2.0}},
+                                     "backoff_base_s": 0.05,
+                                     "probe_interval_s": DEFAULTS["supervision"]["probe_interval_s"]}},
         "targets": {"restart_s": RESTART_TARGET_S, "restart_seed_s": RESTART_SEED_S,
                     "core_pss_mb": CORE_PSS_TARGET_MB, "core_pss_seed_mb": CORE_PSS_SEED_MB,
                     "idle_cpu_percent": IDLE_CPU_TARGET_PCT},

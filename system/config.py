@@ -41,7 +41,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "group_per_min": 19.0, "group_burst": 2, "user_account_per_s": 10.0,
     },
     "supervision": {
-        "intensity": 5, "period_s": 30.0, "probe_interval_s": 2.0, "probe_misses": 5,
+        "intensity": 5, "period_s": 30.0, "probe_interval_s": 5.0, "probe_misses": 3,
         "backoff_base_s": 0.05, "backoff_max_s": 30.0, "backoff_reset_after_s": 60.0,
         "bot_intensity": 5, "bot_period_s": 60.0,
     },

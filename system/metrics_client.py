@@ -29,7 +29,7 @@ from system.metricdefs import ACTOR, COUNTER, FAMILIES, GAUGE, HISTOGRAM
 
 log = logging.getLogger("tgfleet.metrics")
 
-REPORT_INTERVAL = 1.0        # seconds between reports an actor is expected to send
+REPORT_INTERVAL = 2.0        # seconds between reports an actor is expected to send
 RSS_FAMILY = "tgfleet_process_resident_memory_bytes"
 CPU_FAMILY = "tgfleet_process_cpu_seconds_total"
 
