@@ -44,7 +44,7 @@ def parse_args(argv):
                                 epilog="\n".join(__doc__.split("\n")[4:]))
     p.add_argument("--repeat", type=int, default=None, help="runs per workload (default 3; 1 with --quick)")
     p.add_argument("--quick", action="store_true",
-                   help="short smoke run (~3 min): 10 bots only, 1 repeat, short phases, 15 s fidelity")
+                   help="short smoke run (~4 min here): 10 bots only, 1 repeat, short phases, 15 s fidelity")
     p.add_argument("--only", default="", help="comma-separated workloads: " + ", ".join(WORKLOADS)
                    + " (aliases: " + ", ".join(ALIASES) + ")")
     p.add_argument("--bots", default=None, help="bot counts for the echo fleet (default 10,50; --quick 10)")
