@@ -1471,7 +1471,8 @@ def parse_args(argv):
     ap.add_argument("--flood-limits", action=argparse.BooleanOptionalAction, default=True,
                     help="the local Telegram enforces Telegram's flood limits")
     ap.add_argument("--probe-interval", type=float, default=2.0,
-                    help="supervision.probe_interval_s (the default config)")
+                    help="supervision.probe_interval_s written into the fleet's config (the "
+                         "stall lasts up to 2 x interval x (misses + 1) + 2 s)")
     ap.add_argument("--probe-misses", type=int, default=3)
     ap.add_argument("--stall-s", type=float, help="longest SIGSTOP of a backend "
                     "(default: 2 x the probe timeout + 2 s)")
