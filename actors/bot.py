@@ -6,13 +6,14 @@ the backend at `env['sibling.backend']`, the shared services at `env['ratelimit'
 
 The path of an update (why each step is here):
 1. `UpdateBatch` from the backend. Dedup happens twice: the pipeline's in-memory LRU catches
-   redeliveries while the bot lives; with a store in env, ONE `DedupCheck` per batch (only for
-   keys the LRU does not know) catches updates a restarted bot already answered before it
-   died (GetDifference redelivers them). Batches are processed strictly in arrival order; if
-   the store has not answered within `store_timeout_s` the LRU decides alone (counted). A
-   circuit breaker stops asking a store that keeps failing (`store_breaker_failures` in a
-   row), so an overloaded store costs one timeout per probe every `store_breaker_reset_s`
-   instead of `store_timeout_s` of latency on every batch. This is at-most-once: a key the store recorded whose answer was lost in a crash is not answered
+   redeliveries while the bot lives; with a store in env, updates dated before this bot started
+   (+ a clock margin: only those can have been answered by a previous incarnation, typically
+   GetDifference redeliveries after a restart) cost ONE `DedupCheck` per batch before they are
+   handled; keys of newer updates are written to the store in the background every
+   DEDUP_RECORD_S and kept until the store confirms them. Batches are processed strictly in
+   arrival order; if the store has not answered within `store_timeout_s` the LRU decides alone
+   (counted), and a circuit breaker stops asking a store that keeps failing. This is
+   at-most-once: a key the store recorded whose answer was lost in a crash is not answered
    again (the store's outbox is the tool for at-least-once).
 2. `Pipeline.process` runs the handlers (a raising handler is counted, the rest go on).
 3. Actions go into ONE bounded queue (`Outbox`): FIFO per chat, `queue_max` actions waiting in
@@ -75,7 +76,9 @@ CHAT_KINDS = frozenset({"private", "group", "channel", "supergroup"})
 MAX_CHAT_KINDS = 10_000        # remembered chat kinds (for the limiter), LRU
 MAX_PENDING_BATCHES = 256      # batches waiting for the store's dedup answer
 DEDUP_CLOCK_MARGIN_S = 2.0     # messages up to this long after our start are checked too
-DEDUP_RECORD_S = 0.2           # how often fresh dedup keys are written to the store
+DEDUP_RECORD_S = 0.05          # how often fresh dedup keys are written to the store
+DEDUP_RESEND_S = 1.0           # unconfirmed dedup records are sent again after this
+MAX_UNCONFIRMED = 1000         # dedup records waiting for the store's confirmation
 DROP_LOG_EVERY_S = 5.0
 
 
@@ -387,6 +390,8 @@ class BotActor(FleetActor):
         self._rids = itertools.count(1)
         self.record_keys: list = []    # fresh dedup keys not yet written to the store
         self.record_armed = False
+        self.unconfirmed: dict = {}    # rid -> (keys, sent at): written, not yet confirmed
+        self.resend_armed = False
         self.connected = None                # unknown until the backend says
         self.self_id = 0
         self.last_update_at = None
@@ -462,13 +467,31 @@ class BotActor(FleetActor):
             self._fallback(self.pending[0], "too many batches waiting for the store")
         self._drain()
 
-    def record_dedup_keys(self):
-        """Write the fresh dedup keys to the store (fire and forget; also on stop)."""
-        keys = tuple(dict.fromkeys(self.record_keys))
-        self.record_keys.clear()
+    def record_dedup_keys(self, keys=None):
+        """Write fresh dedup keys to the store without waiting for it (also on stop). They are
+        kept until the store confirms them and sent again after DEDUP_RESEND_S or when the
+        store moves, so a store restart does not open a window for duplicate answers."""
+        if keys is None:
+            keys = tuple(dict.fromkeys(self.record_keys))
+            self.record_keys.clear()
         store = self.env.get("store")
-        if keys and store is not None:
-            self.send(store, DedupCheck(f"{self.inst}-r{next(self._rids)}", self.name, keys))
+        if not keys or store is None:
+            return
+        rid = f"{self.inst}-r{next(self._rids)}"
+        self.unconfirmed[rid] = (keys, time.monotonic())
+        while len(self.unconfirmed) > MAX_UNCONFIRMED:
+            self.unconfirmed.pop(next(iter(self.unconfirmed)))
+            self.c["store_dedup_errors"] += 1
+        self.send(store, DedupCheck(rid, self.name, keys))
+        if not self.resend_armed and not self._stopped:
+            self.resend_armed = True
+            self.after("dedup_resend", DEDUP_RESEND_S)
+
+    def resend_dedup_keys(self, older_than: float):
+        now = time.monotonic()
+        for rid in [r for r, (_, t) in self.unconfirmed.items() if now - t >= older_than]:
+            keys, _ = self.unconfirmed.pop(rid)
+            self.record_dedup_keys(keys)
 
     def _note_chat(self, chat_id: int, kind: str):
         kinds = self.chat_kinds
@@ -479,7 +502,9 @@ class BotActor(FleetActor):
 
     def on_StoreReply(self, msg: StoreReply, sender):
         if msg.request_id.startswith(f"{self.inst}-r"):
-            if not msg.ok:   # a background record failed: a redelivery may be answered twice
+            if msg.ok:
+                self.unconfirmed.pop(msg.request_id, None)
+            else:            # kept in `unconfirmed`: sent again by the dedup_resend timer
                 self.c["store_dedup_errors"] += 1
             return
         entry = next((p for p in self.pending if p.rid == msg.request_id), None)
@@ -544,8 +569,8 @@ class BotActor(FleetActor):
                 self._publish(action)
                 continue
             chat = action_chat(action)
-            if chat is None:
-                self.outbox.refuse("no_chat")
+            if isinstance(chat, bool) or not isinstance(chat, int):
+                self.outbox.refuse("no_chat" if chat is None else "bad_chat")
                 self.metrics.inc("tgfleet_bot_actions_total", bot=self.name, action=label,
                                  result="dropped")
                 self._log_limited("no_chat", f"bot {self.name}: dropped {label}: it names "
@@ -724,6 +749,12 @@ class BotActor(FleetActor):
         elif name == "dedup_record":
             self.record_armed = False
             self.record_dedup_keys()
+        elif name == "dedup_resend":
+            self.resend_armed = False
+            self.resend_dedup_keys(DEDUP_RESEND_S)
+            if self.unconfirmed and not self._stopped:
+                self.resend_armed = True
+                self.after("dedup_resend", DEDUP_RESEND_S)
         elif name == "dedup":
             self.dedup_due = None
             now = time.monotonic()
@@ -763,6 +794,8 @@ class BotActor(FleetActor):
             self.every("metrics", REPORT_INTERVAL)
         elif msg.key == "sibling.backend":
             self.send(msg.address, AttachBot(self.name))
+        elif msg.key == "store":
+            self.resend_dedup_keys(0.0)   # the old store may never have written them
 
     # ---- observation -------------------------------------------------------------------------
     def counters(self) -> dict:

@@ -510,3 +510,21 @@ class BotGroup(Supervisor):
         args = dict(args)
         args.setdefault("strategy", REST_FOR_ONE)
         super().on_start(args)
+
+    def _detach_bot(self, address):
+        """Tell the backend its bot is gone, so updates wait for the next bot instead of being
+        sent to a dead address (thespian drops those silently)."""
+        from messages.backend import DetachBot
+        bot, backend = self.children.get("bot"), self.children.get("backend")
+        if bot is not None and address is not None and bot.addr == address and \
+                backend is not None and backend.addr is not None and backend.addr != address:
+            self.send(backend.addr, DetachBot(address))
+
+    def on_Crashed(self, msg, sender):
+        if msg.child_id == "bot":
+            self._detach_bot(sender)
+        super().on_Crashed(msg, sender)
+
+    def on_child_exited(self, msg, sender):
+        self._detach_bot(msg.childAddress)
+        super().on_child_exited(msg, sender)

@@ -20,6 +20,13 @@ class AttachBot:
 
 
 @dataclass(frozen=True, slots=True)
+class DetachBot:
+    """BotGroup -> backend: the bot at `address` crashed or exited. Hold its updates (in the
+    bounded buffer) until the next AttachBot instead of sending them to a dead address."""
+    address: object
+
+
+@dataclass(frozen=True, slots=True)
 class ActionBatch:
     """Bot -> backend: granted actions to execute, many in flight at once inside one client.
     items: tuple of (action_id: str, action: messages.telegram.Action)."""

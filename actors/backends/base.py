@@ -511,6 +511,11 @@ class BackendActor(FleetActor):
             self.send(self.bot_addr, state)
         self.last_state_sent = state if self.bot_addr is not None else self.last_state_sent
 
+    def on_DetachBot(self, msg, sender):
+        """The bot died: buffer its updates until its successor attaches (none are lost)."""
+        if self.bot_addr is not None and self.bot_addr == msg.address:
+            self.bot_addr = None
+
     def on_AttachBot(self, msg: AttachBot, sender):
         """The sibling bot: from now on every incoming message goes to it."""
         self.bot_addr = sender
