@@ -107,10 +107,42 @@ def demo_fleet(tg, cfg: dict) -> tuple[list[dict], list[int], dict]:
     return bots, bot_ids, {"poster": poster["user_id"], "group": group["peer_id"]}
 
 
+PRELOAD = ("actors.root", "actors.bots", "actors.control", "actors.store", "actors.metrics",
+           "actors.ratelimit", "actors.eventbus", "actors.bot", "actors.handlers.pipeline",
+           "actors.backends.base")
+PRELOAD_LIBRARIES = {"telethon": "actors.backends.telethon_backend",
+                     "pyrogram": "actors.backends.pyrogram_backend",
+                     "tdlib": "actors.backends.tdlib_backend"}
+
+
+def preload_for_fork(cfg: dict) -> None:
+    """Import what the actors need before the actor system forks, then freeze the heap.
+
+    On the processes base every actor process is a fork of this one (through thespian's admin
+    and the supervisors): modules imported here are shared copy-on-write by all of them instead
+    of being imported again, privately, in each (Telethon and Pyrogram are 50-70 MB each). That
+    is most of a backend's memory and most of its start-up time. `gc.freeze()` keeps the
+    collector from touching (and so copying) these shared objects in every child."""
+    if cfg["system"]["base"] != "processes" and not cfg.get("_force_preload"):
+        return
+    import gc
+    import importlib
+    names = list(PRELOAD) + sorted({PRELOAD_LIBRARIES[b["library"]] for b in cfg["bots"]
+                                    if b.get("library") in PRELOAD_LIBRARIES})
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:   # the actor will report the same error when it starts
+            log.warning("preload of %s failed: %s", name, exc)
+    gc.collect()
+    gc.freeze()
+
+
 class Launcher:
     def __init__(self, cfg: dict, base_override: str | None = None):
         self.cfg = cfg
         self.base = base_override or cfg["system"]["base"]
+        cfg["system"]["base"] = self.base
         self.stop_requested = False
         self.tg = None
         self.fs = None
@@ -138,6 +170,7 @@ class Launcher:
                                              for b in bots if b["name"] not in names]
                 self.demo["bot_ids"] = bot_ids
         self.expected_bots = len(cfg["bots"])
+        preload_for_fork(cfg)
         logs = cfg["log"]
         self.fs = FleetSystem(self.base, admin_port=cfg["system"]["admin_port"],
                               bind_host=cfg["system"]["bind_host"],
