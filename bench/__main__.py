@@ -200,6 +200,7 @@ def main(argv=None) -> int:
         result["leftover_processes"] = left
     result["elapsed_s"] = round(time.monotonic() - t_start, 1)
     result["machine"]["loadavg_end"] = os.getloadavg()
+    result["git_commit_end"] = _git_commit()   # differs from git_commit if others committed meanwhile
     result["interrupted"] = interrupted
     keys = ("system", "bots", "delay_ms")
     result["echo"] = report.summarize(result["echo_runs"], keys, report.ECHO_METRICS)

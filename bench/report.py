@@ -21,7 +21,8 @@ ECHO_METRICS = ("startup_s", "ready_s", "p50_ms", "p90_ms", "p99_ms", "offered_p
 RECOVERY_METRICS = ("startup_s", "recovery_s", "backend_restarted_s", "lost", "lost_victim",
                     "lost_others", "sent", "duplicates")
 FIDELITY_METRICS = ("startup_s", "flood_waits", "achieved_per_s", "allowed_per_s", "achieved_pct",
-                    "min_bot_pct", "p50_ms", "p99_ms")
+                    "min_bot_pct", "first_half_per_s", "second_half_per_s", "cpu_cores",
+                    "p50_ms", "p99_ms")
 
 
 def summarize(runs: list[dict], keys, metrics) -> list[dict]:
@@ -185,11 +186,13 @@ def table(result: dict) -> str:
         if fid.get("ok_runs"):
             lines.append("Rate-limit fidelity (%s, %s bots, %s users, offered %s msg/s, %ss, server "
                          "flood limits on): %s FLOOD_WAIT; %s/s achieved of %s/s allowed (%s%%; "
-                         "worst bot %s%%)" % (
+                         "worst bot %s%%; first/second half %s/%s per s; %s cores)" % (
                              SYSTEM_LABELS.get(fid["system"], fid["system"]), fid["bots"], fid["users"],
                              fid["offered_rate"], fid["seconds"], _f(fid["flood_waits"]),
                              _f(fid["achieved_per_s"], "%.1f"), _f(fid["allowed_per_s"], "%.1f"),
-                             _f(fid["achieved_pct"], "%.1f"), _f(fid["min_bot_pct"], "%.1f")))
+                             _f(fid["achieved_pct"], "%.1f"), _f(fid["min_bot_pct"], "%.1f"),
+                             _f(fid.get("first_half_per_s")), _f(fid.get("second_half_per_s")),
+                             _f(fid.get("cpu_cores"), "%.2f")))
         else:
             lines.append("Rate-limit fidelity: " + ("SKIPPED: " + fid["skipped"] if fid.get("skipped")
                                                     else "FAILED: " + (fid.get("errors") or ["?"])[0].splitlines()[0]))

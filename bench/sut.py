@@ -208,6 +208,10 @@ def _toml(value) -> str:
 class TgfleetSUT(SUT):
     """`python -m system.cli run --config FILE` with the world's bots as [[bots]]."""
 
+    # Longer than tgfleet's own shutdown_timeout_s (15 s), after which the launcher forces the
+    # stop itself: a SIGKILL from the harness then means its own forcing did not work either.
+    stop_grace = 25.0
+
     def __init__(self, world: World, workdir: Path, options: dict, base: str):
         self.base = base
         self.name = f"tgfleet-{base}"

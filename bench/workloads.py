@@ -351,14 +351,25 @@ def fidelity_run(p: dict, workdir) -> dict:
                           text_prefix="flood")
             warm = min(p["fidelity_warmup_s"], p["fidelity_seconds"] / 3)
             sleep_watch(sut, warm)
-            s0 = c.crowd_stats()
+            procs = sut.processes()
+            s0, cpu0 = c.crowd_stats(), harness.cpu_snapshot(procs)
             t0 = time.monotonic()
-            sleep_watch(sut, p["fidelity_seconds"] - warm)
-            s1 = c.crowd_stats()
+            half = (p["fidelity_seconds"] - warm) / 2
+            sleep_watch(sut, half)
+            s_mid = c.crowd_stats()
+            t_mid = time.monotonic()
+            sleep_watch(sut, p["fidelity_seconds"] - warm - half)
+            s1, cpu1 = c.crowd_stats(), harness.cpu_snapshot(sut.processes())
             window = time.monotonic() - t0
             fs1 = c.flood_stats()
             c.crowd_stop()
             achieved = (s1["answered"] - s0["answered"]) / window
+            row.update({
+                "first_half_per_s": round((s_mid["answered"] - s0["answered"]) / (t_mid - t0), 1),
+                "second_half_per_s": round((s1["answered"] - s_mid["answered"])
+                                           / (time.monotonic() - t_mid), 1),
+                "cpu_cores": round(harness.cpu_delta(cpu0, cpu1) / window, 2),
+            })
             allowed_per_bot = {}
             for k, b in enumerate(world.bot_ids):
                 chats = _distinct_chats(k, n, users, s1["sent"])
