@@ -14,7 +14,6 @@ actor processes die with it, see system/procguard.py), so systemd can restart th
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import logging.config
 import os
@@ -277,7 +276,8 @@ class Launcher:
 
     def shutdown_rest(self):
         if self.fs is not None:
-            self.fs.top_level.clear() if self.fs.base == "processes" else None
+            if self.fs.base == "processes":
+                self.fs.top_level.clear()   # the root has exited: nothing left to ask to exit
             self.fs.shutdown()
             self.fs = None
         if self.tg is not None:

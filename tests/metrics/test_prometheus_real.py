@@ -6,19 +6,15 @@ works; otherwise the test is skipped with the reason.
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
 import urllib.error
-import urllib.parse
-import urllib.request
-from pathlib import Path
 
 import pytest
 
-from system.boot import free_port
-from tests.metrics.stack import (PROMETHEUS_YML, grafana_to_promql, load_dashboard, panel_exprs,
+from tests.support.prometheus import Prometheus
+from tests.metrics.stack import (grafana_to_promql, load_dashboard, panel_exprs,
                                  start_exporter, start_tree, wait_until)
 
 @pytest.fixture(scope="session")
@@ -43,51 +39,6 @@ def prometheus_binary():
     return path
 
 
-def prometheus_config(exporter_port: int) -> str:
-    """ops/prometheus.yml itself, pointed at the test's exporter and scraping every second."""
-    text = PROMETHEUS_YML.read_text()
-    assert text.count('"127.0.0.1:9464"') == 1
-    text = text.replace('"127.0.0.1:9464"', f'"127.0.0.1:{exporter_port}"')
-    text = text.replace("scrape_interval: 5s", "scrape_interval: 1s")
-    text = text.replace("evaluation_interval: 5s", "evaluation_interval: 1s")
-    return text.replace("scrape_timeout: 4s", "scrape_timeout: 1s")
-
-
-class Prometheus:
-    def __init__(self, binary: str, workdir: Path, exporter_port: int):
-        self.port = free_port()
-        cfg = workdir / "prometheus.yml"
-        cfg.write_text(prometheus_config(exporter_port))
-        self.log_path = workdir / "prometheus.log"
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(
-            [binary, f"--config.file={cfg}", f"--storage.tsdb.path={workdir / 'data'}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
-            stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT)
-
-    def query(self, expr: str) -> list | None:
-        """The result of an instant query; None while the server does not answer."""
-        url = (f"http://127.0.0.1:{self.port}/api/v1/query?"
-               + urllib.parse.urlencode({"query": expr}))
-        try:
-            with urllib.request.urlopen(url, timeout=5) as resp:
-                body = json.load(resp)
-        except urllib.error.HTTPError as exc:
-            raise AssertionError(f"query {expr!r} rejected: {exc.read().decode()}") from exc
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            return None
-        assert body["status"] == "success", body
-        return body["data"]["result"]
-
-    def log_tail(self) -> str:
-        self._log.flush()
-        return self.log_path.read_text(errors="replace")[-2000:]
-
-    def stop(self):
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, 9)
-        self.proc.wait(10)
-        self._log.close()
 
 
 def test_every_dashboard_query_returns_data(fleet, tmp_path, prometheus_binary):
