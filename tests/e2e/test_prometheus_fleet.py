@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import shutil
 import time
-import urllib.error
 
 import pytest
 
