@@ -31,7 +31,11 @@ def test_core_bench_smoke(tmp_path):
 
     cpu = r["idle_cpu"]
     assert cpu["window_s"] >= 2 and cpu["processes"] == len(roles)
-    assert cpu["cpu_seconds"] > 0 and cpu["percent_of_core"] > 0   # 10 processes, 2 s
+    # an idle fleet may legitimately use no measurable CPU (ticks of 10 ms) in 2 s: check the
+    # measurement covered every process and is consistent, not that it is non-zero
+    assert cpu["cpu_seconds"] >= 0 and len(cpu["per_process"]) == len(roles)
+    assert abs(sum(p["cpu_seconds"] for p in cpu["per_process"].values())
+               - cpu["cpu_seconds"]) < 0.01 * len(roles) + 1e-6
 
     for target in ("store", "eventbus", "ratelimit"):
         t = r["restart"][target]
