@@ -298,7 +298,8 @@ class BackendActor(FleetActor):
         self.sink = EventSink(self.bridge)
         if cfg.get("server") and cfg["server"].get("rsa_public_key"):
             from system.localtg.clients import register_rsa_key
-            register_rsa_key(cfg["server"]["rsa_public_key"])
+            if self.library in ("telethon", "pyrogram"):
+                register_rsa_key(cfg["server"]["rsa_public_key"], (self.library,))
         if "metrics" in self.env:
             self.every("metrics", REPORT_INTERVAL)
         self._load_session()

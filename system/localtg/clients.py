@@ -30,24 +30,53 @@ DEFAULT_API_HASH = "0123456789abcdef0123456789abcdef"
 _registered: set = set()
 
 
-def register_rsa_key(pem: str) -> None:
-    """Trust the local server's RSA public key (PKCS#1 PEM from accounts.json
-    "rsa_public_key") in BOTH Telethon and Pyrogram, so a fresh key exchange succeeds.
-    Idempotent; call it once per process before any client without a provisioned key connects."""
-    if pem in _registered:
-        return
-    import rsa as _rsa
-    from telethon.crypto import rsa as t_rsa
+def _fingerprint(key) -> int:
+    """MTProto's RSA key fingerprint: the low 64 bits of SHA1(TL bytes n, TL bytes e), as the
+    signed little-endian int both libraries key their registries by."""
+    import hashlib
+    import struct
 
-    t_rsa.add_key(pem, old=False)
-    try:
-        from pyrogram.crypto import rsa as p_rsa
-    except ImportError:  # pyrogram is optional for telethon-only users
-        p_rsa = None
-    if p_rsa is not None:
-        key = _rsa.PublicKey.load_pkcs1(pem.encode() if isinstance(pem, str) else pem)
-        p_rsa.server_public_keys[t_rsa._compute_fingerprint(key)] = p_rsa.PublicKey(key.n, key.e)  # noqa: SLF001
-    _registered.add(pem)
+    def tl_bytes(data: bytes) -> bytes:
+        if len(data) < 254:
+            head = bytes([len(data)])
+        else:
+            head = bytes([254]) + len(data).to_bytes(3, "little")
+        body = head + data
+        return body + b"\0" * (-len(body) % 4)
+
+    def to_bytes(n: int) -> bytes:
+        return n.to_bytes((n.bit_length() + 7) // 8, "big")
+
+    digest = hashlib.sha1(tl_bytes(to_bytes(key.n)) + tl_bytes(to_bytes(key.e))).digest()
+    return struct.unpack("<q", digest[-8:])[0]
+
+
+def register_rsa_key(pem: str, libraries=("telethon", "pyrogram")) -> None:
+    """Trust the local server's RSA public key (PKCS#1 PEM from accounts.json
+    "rsa_public_key") in the given client LIBRARIES, so a fresh key exchange succeeds.
+
+    A backend registers only its own library: importing the other one would cost every backend
+    process ~40 MB and ~1 s for nothing. Idempotent per (key, library); call it once per process
+    before any client without a provisioned key connects."""
+    import rsa as _rsa
+    key = None
+    for library in libraries:
+        if (pem, library) in _registered:
+            continue
+        if key is None:
+            key = _rsa.PublicKey.load_pkcs1(pem.encode() if isinstance(pem, str) else pem)
+        if library == "telethon":
+            from telethon.crypto import rsa as t_rsa
+            t_rsa.add_key(pem, old=False)
+        elif library == "pyrogram":
+            try:
+                from pyrogram.crypto import rsa as p_rsa
+            except ImportError:  # pyrogram is optional for telethon-only users
+                continue
+            p_rsa.server_public_keys[_fingerprint(key)] = p_rsa.PublicKey(key.n, key.e)
+        else:
+            raise ValueError(f"register_rsa_key: unknown library {library!r}")
+        _registered.add((pem, library))
 
 
 def _auth_key(account: dict):
