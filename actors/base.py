@@ -11,6 +11,7 @@ the actor exits so its supervisor restarts it. `receiveMessage` itself never blo
 """
 from __future__ import annotations
 
+import heapq
 import logging
 import os
 import time
@@ -40,8 +41,9 @@ class FleetActor(Actor):
         self.bridge: Bridge | None = None
         self.started_at = 0.0
         self._stopped = False
-        self._timers: dict[str, float] = {}   # name -> period (0 = one-shot)
-        self._timer_gen: dict[str, int] = {}
+        # name -> [due (monotonic), period (0 = one-shot)]; see `_arm` for why one wake-up.
+        self._timers: dict[str, list] = {}
+        self._wakeups_due: list[float] = []   # heap: due times of thespian wake-ups in flight
         self.log = logging.getLogger(f"tgfleet.{type(self).__name__}")
 
     # ---- thespian entry point ---------------------------------------------------------
@@ -139,28 +141,52 @@ class FleetActor(Actor):
 
     def cancel_timer(self, name: str):
         self._timers.pop(name, None)
-        self._timer_gen[name] = self._timer_gen.get(name, 0) + 1
 
     def _arm(self, name, delay, period):
-        gen = self._timer_gen.get(name, 0) + 1
-        self._timer_gen[name] = gen
-        self._timers[name] = period
-        self.wakeupAfter(max(0.0, delay), payload=("timer", name, gen))
+        """Timers are kept here, and thespian holds (about) one wake-up per actor: the one for
+        the earliest due timer. Why: thespian never forgets a wake-up, even one whose timer was
+        replaced or cancelled, and the in-process base scans every pending wake-up before every
+        message it delivers, so one wake-up per `after()` made every message slower the busier
+        the system got (a third of the CPU of a flooded fleet)."""
+        due = time.monotonic() + max(0.0, delay)
+        self._timers[name] = [due, period]
+        self._ensure_wakeup(due)
+
+    # A wake-up within this much of a timer's due time serves it (thespian may fire early by
+    # its clock granularity; firing a timer 1 ms early is harmless, a second wake-up is not).
+    _TIMER_SLACK_S = 0.001
+
+    def _ensure_wakeup(self, due: float):
+        pending = self._wakeups_due
+        while pending and pending[0] < time.monotonic() - 5.0:
+            heapq.heappop(pending)   # long overdue: its wake-up was lost, do not wait for it
+        if pending and pending[0] <= due + self._TIMER_SLACK_S:
+            return   # an earlier wake-up is coming; it re-arms for this timer if needed
+        heapq.heappush(pending, due)
+        self.wakeupAfter(max(0.0, due - time.monotonic()), payload=("timers",))
 
     def _handle_wakeup(self, msg: WakeupMessage):
-        payload = msg.payload
-        if not (isinstance(payload, tuple) and len(payload) == 3 and payload[0] == "timer"):
+        if msg.payload != ("timers",):
             self.on_wakeup(msg)
             return
-        _, name, gen = payload
-        if self._timer_gen.get(name) != gen or name not in self._timers or self._stopped:
-            return  # cancelled or replaced
-        period = self._timers[name]
-        if period > 0:
-            self.wakeupAfter(period, payload=("timer", name, gen))
-        else:
-            self._timers.pop(name, None)
-        self.on_timer(name)
+        if self._wakeups_due:
+            heapq.heappop(self._wakeups_due)   # thespian fires them in due order
+        if self._stopped:
+            return
+        now = time.monotonic() + self._TIMER_SLACK_S
+        fired = [name for name, (due, _) in self._timers.items() if due <= now]
+        fired.sort(key=lambda n: self._timers[n][0])
+        for name in fired:
+            timer = self._timers.get(name)
+            if timer is None or timer[0] > now or self._stopped:
+                continue   # cancelled or re-armed later by an earlier timer's handler
+            if timer[1] > 0:
+                timer[0] = time.monotonic() + timer[1]
+            else:
+                del self._timers[name]
+            self.on_timer(name)
+        if self._timers and not self._stopped:
+            self._ensure_wakeup(min(due for due, _ in self._timers.values()))
 
     # ---- hooks for subclasses -----------------------------------------------------------
     def on_start(self, args: dict):
