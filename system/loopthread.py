@@ -52,7 +52,13 @@ class LoopThread:
         return fut
 
     def call_soon(self, fn, *args):
-        self.loop.call_soon_threadsafe(fn, *args)
+        """Run fn(*args) on the loop soon, from any thread. From the loop's own thread (library
+        handlers pushing updates) it is a plain call_soon: the thread-safe variant would also
+        write a wake-up byte to the loop's self-pipe for every update."""
+        if threading.current_thread() is self._thread:
+            self.loop.call_soon(fn, *args)
+        else:
+            self.loop.call_soon_threadsafe(fn, *args)
 
     @property
     def alive(self) -> bool:

@@ -128,20 +128,30 @@ class MetricsBuffer:
 
     # ---- reporting -------------------------------------------------------------------------
     def process_samples(self) -> list:
-        """RSS bytes and CPU seconds of the process this buffer is used in."""
+        """RSS bytes and CPU seconds of the process this buffer is used in. Read at most once
+        per PROCESS_SAMPLE_S per process: on the in-process base every actor reports for the
+        same process, and reading /proc for each of them cost a few percent of a busy fleet."""
         if not self._process:
             return []
         pid = os.getpid()
-        try:
-            if self._proc is None or self._proc_pid != pid:
-                self._proc, self._proc_pid = psutil.Process(pid), pid
-            rss = float(self._proc.memory_info().rss)
-            cpu = self._proc.cpu_times()
-        except psutil.Error as exc:
-            log.warning("%s: cannot read process metrics: %s", self.source, exc)
-            return []
+        now = time.monotonic()
+        cached = _PROCESS_SAMPLE.get(pid)
+        if cached is not None and now - cached[0] < PROCESS_SAMPLE_S:
+            rss, cpu_s = cached[1], cached[2]
+        else:
+            try:
+                if self._proc is None or self._proc_pid != pid:
+                    self._proc, self._proc_pid = psutil.Process(pid), pid
+                rss = float(self._proc.memory_info().rss)
+                cpu = self._proc.cpu_times()
+            except psutil.Error as exc:
+                log.warning("%s: cannot read process metrics: %s", self.source, exc)
+                return []
+            cpu_s = float(cpu.user + cpu.system)
+            _PROCESS_SAMPLE.clear()   # one process, one entry (a fork starts afresh)
+            _PROCESS_SAMPLE[pid] = (now, rss, cpu_s)
         return [(RSS_FAMILY, self._proc_labels, rss),
-                (CPU_FAMILY, self._proc_labels, float(cpu.user + cpu.system))]
+                (CPU_FAMILY, self._proc_labels, cpu_s)]
 
     def report(self) -> MetricsReport:
         samples = [(fam, labels, value) for (fam, labels), value in self._scalars.items()]
@@ -171,6 +181,11 @@ class MetricsBuffer:
         self._last_sig, self._last_sent = sig, now
         actor.send(addr, self.report())
         return True
+
+
+# pid -> (monotonic time, rss bytes, cpu seconds) of the last /proc read in this process.
+_PROCESS_SAMPLE: dict = {}
+PROCESS_SAMPLE_S = 1.0
 
 
 def tree_snapshot(rows, permanent_paths=None) -> TreeSnapshot:

@@ -9,6 +9,7 @@ millisecond. A bridge that fires is turned into a `BridgeWake()` told to its act
 from __future__ import annotations
 
 import logging
+import math
 import select
 import time
 
@@ -18,10 +19,48 @@ from system import bridge
 log = logging.getLogger("tgfleet.runner")
 
 
+def install_wakeup_fast_path(base) -> None:
+    """Make simpleSystemBase's expired-wake-up check O(1) while nothing is due.
+
+    simpleSystemBase checks for expired wake-ups before EVERY message it delivers, by building
+    a timer view of every pending wake-up (one per actor timer in flight, tens in a fleet):
+    with thousands of messages a second that scan was the largest single cost of a busy
+    in-process fleet. Here the earliest due time is remembered, and the scan only runs once it
+    has passed. Same results, same order; only wasted scans are skipped."""
+    if getattr(base, "_tgfleet_fast_wakeups", False):
+        return
+    scan = base._pop_expired_wakeups
+    add = base._add_wakeup
+    state = {"earliest": None}     # None: unknown, scan next time
+
+    def due_of(timer):
+        due = getattr(timer, "_time_to_quit", None)
+        return math.inf if due is None else due
+
+    def add_wakeup(from_actor, time_period, payload):
+        add(from_actor, time_period, payload)
+        earliest = state["earliest"]
+        if earliest is not None:
+            state["earliest"] = min(earliest, due_of(base._wakeUps[-1][1]))
+
+    def pop_expired(ct):
+        earliest = state["earliest"]
+        if earliest is not None and ct < earliest:
+            return []
+        expired = scan(ct)
+        state["earliest"] = min((due_of(t) for _, t, _ in base._wakeUps), default=math.inf)
+        return expired
+
+    base._add_wakeup = add_wakeup
+    base._pop_expired_wakeups = pop_expired
+    base._tgfleet_fast_wakeups = True
+
+
 class InProcessRunner:
     def __init__(self, asys, max_sleep: float = 1.0):
         self.asys = asys
         self.base = asys._systemBase
+        install_wakeup_fast_path(self.base)
         self.max_sleep = max_sleep
         self.extra_fds: dict[int, object] = {}     # fd -> callable(fd), e.g. a signal pipe
 
