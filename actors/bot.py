@@ -6,10 +6,13 @@ the backend at `env['sibling.backend']`, the shared services at `env['ratelimit'
 
 The path of an update (why each step is here):
 1. `UpdateBatch` from the backend. Dedup happens twice: the pipeline's in-memory LRU catches
-   redeliveries while the bot lives; with a store in env, updates dated before this bot started
-   (+ a clock margin: only those can have been answered by a previous incarnation, typically
-   GetDifference redeliveries after a restart) cost ONE `DedupCheck` per batch before they are
-   handled; keys of newer updates are written to the store in the background every
+   redeliveries while the bot lives; with a store in env, the bot first loads the keys its
+   previous incarnations recorded into that LRU (`DedupRecent`, once at start; updates wait
+   for it, at most `store_timeout_s`). When the store held no more keys than the LRU's size,
+   the LRU alone then knows everything answered before. Otherwise updates dated before this
+   bot started (+ a clock margin: only those can have been answered by a previous
+   incarnation, typically GetDifference redeliveries after a restart) cost ONE `DedupCheck`
+   per batch before they are handled. Keys of newer updates are written to the store in the background every
    DEDUP_RECORD_S and kept until the store confirms them. Batches are processed strictly in
    arrival order; if the store has not answered within `store_timeout_s` the LRU decides alone
    (counted), and a circuit breaker stops asking a store that keeps failing. This is
@@ -63,7 +66,7 @@ from messages.backend import (ActionBatch, ActionResult, ActionResults, AttachBo
                               BusEvent, FloodWaitReport, Grant, GrantRequest, PublishEvent,
                               SubscribeTopics, UnsubscribeAll)
 from messages.bot import BotStats, BotStatsRequest
-from messages.store import DedupCheck, StoreReply
+from messages.store import DedupCheck, DedupRecent, StoreReply
 from messages.telegram import IncomingMessage, Publish, UpdateBatch, action_chat
 from system.breaker import CircuitBreaker
 from system.metrics_client import REPORT_INTERVAL, MetricsBuffer
@@ -404,6 +407,16 @@ class BotActor(FleetActor):
         self.grant_timer = False             # the "grant_timeout" timer is armed
         self.drop_log: dict[str, list] = {}  # reason -> [last log time, unlogged count]
         self.topics = self.pipeline.subscriptions()
+        # Dedup keys of previous incarnations: "loading" until the store answers DedupRecent,
+        # then "complete" (the LRU holds all of them) or "partial" (old updates ask the store).
+        self.warm_state = "partial"
+        self.warm_rid = ""
+        if self.env.get("store") is not None:
+            self.warm_state = "loading"
+            self.warm_rid = f"{self.inst}-w"
+            self.warm_deadline = time.monotonic() + cfg["store_timeout_s"]
+            self.send(self.env["store"], DedupRecent(self.warm_rid, self.name,
+                                                     cfg["dedup_size"]))
 
         backend = self.env.get("sibling.backend")
         if backend is not None:
@@ -436,24 +449,44 @@ class BotActor(FleetActor):
         self.c["updates"] += len(msg.updates)
         self.metrics.inc("tgfleet_bot_updates_total", len(msg.updates), bot=self.name)
         self.last_update_at = time.monotonic()
+        self._admit(updates)
+
+    def _admit(self, updates: list):
+        """Queue one batch of incoming messages for processing, in arrival order, after the
+        dedup decisions that need the store."""
         entry = _Pending(updates)
         store = self.env.get("store")
+        if self.warm_state == "loading" and updates:
+            entry.rid = self.warm_rid             # resolved when the recent keys arrive
+            entry.resolved = False
+            entry.deadline = self.warm_deadline
+            self.pending.append(entry)
+            self._drain()
+            return
         if store is not None and updates:
             lru = self.pipeline.dedup
             # Only a message older than this incarnation can have been answered by a previous
             # one (a redelivery after a restart), so only those cost a round trip to the store
             # before they are handled. Newer keys are written to the store in the background
             # (`dedup_record`, every DEDUP_RECORD_S), keeping the store off the hot path.
-            cutoff = self.started_at + DEDUP_CLOCK_MARGIN_S   # + skew between the clocks
-            old = [u for u in updates if not u.date or u.date < cutoff]
-            fresh = [k for u in updates if u.date and u.date >= cutoff
-                     for k in (update_key(u),) if k not in lru]
+            # With every recorded key already in the LRU ("complete") no update needs the
+            # round trip: all keys not in the LRU are new and recorded in the background.
+            if self.warm_state == "complete":
+                old, recent = [], updates
+            else:
+                cutoff = self.started_at + DEDUP_CLOCK_MARGIN_S   # + skew between the clocks
+                old = [u for u in updates if not u.date or u.date < cutoff]
+                recent = [u for u in updates if u.date and u.date >= cutoff]
+            fresh = [k for u in recent for k in (update_key(u),) if k not in lru]
             if fresh:
                 self.record_keys.extend(fresh)
                 if not self.record_armed:
                     self.record_armed = True
                     self.after("dedup_record", DEDUP_RECORD_S)
-            keys = tuple(dict.fromkeys(k for k in map(update_key, old) if k not in lru))
+            # The store decides for every old key (not only those missing from the LRU): with
+            # more recorded keys than the LRU holds, handling the batch can evict a key the LRU
+            # vouched for before its turn comes.
+            keys = tuple(dict.fromkeys(map(update_key, old)))
             if keys and not self.store_breaker.allow():
                 self.c["store_dedup_skipped"] += 1    # the store keeps failing: LRU alone
             elif keys:
@@ -501,6 +534,9 @@ class BotActor(FleetActor):
             kinds.popitem(last=False)
 
     def on_StoreReply(self, msg: StoreReply, sender):
+        if msg.request_id == self.warm_rid and self.warm_rid:
+            self._warmed(msg)
+            return
         if msg.request_id.startswith(f"{self.inst}-r"):
             if msg.ok:
                 self.unconfirmed.pop(msg.request_id, None)
@@ -518,6 +554,34 @@ class BotActor(FleetActor):
         else:
             self.c["store_dedup_errors"] += 1
             self._fallback(entry, f"store error: {msg.error or msg.value!r}")
+        self._drain()
+
+    def _warmed(self, msg: StoreReply):
+        """The store's answer to DedupRecent: load the keys, then let the waiting batches go
+        (through the per-batch DedupCheck when the store holds more keys than the LRU)."""
+        if self.warm_state != "loading":
+            self.c["store_late_replies"] += 1
+            return
+        if msg.ok and isinstance(msg.value, (tuple, list)):
+            self.pipeline.dedup.load(msg.value)
+            self.c["dedup_keys_loaded"] += len(msg.value)
+            self.warm_state = "complete" if len(msg.value) < self.cfg["dedup_size"] \
+                else "partial"
+            self.store_breaker.record_success()
+        else:
+            self.c["store_dedup_errors"] += 1
+            self.store_breaker.record_failure()
+            self._log_limited("store_fallback", f"bot {self.name}: cannot load recent dedup "
+                                                f"keys ({msg.error or msg.value!r}): old "
+                                                f"updates are checked one batch at a time")
+            self.warm_state = "partial"
+        self._release_warm_waiters()
+
+    def _release_warm_waiters(self):
+        waiting = [p for p in self.pending if p.rid == self.warm_rid and not p.resolved]
+        self.pending = deque(p for p in self.pending if p not in waiting)
+        for entry in waiting:   # in order, through the normal path, now that warm_state is set
+            self._admit(entry.updates)
         self._drain()
 
     def _fallback(self, entry: _Pending, why: str):
@@ -758,6 +822,15 @@ class BotActor(FleetActor):
         elif name == "dedup":
             self.dedup_due = None
             now = time.monotonic()
+            if self.warm_state == "loading" and now >= self.warm_deadline:
+                self.warm_state = "partial"
+                self.c["store_dedup_fallbacks"] += 1
+                self.store_breaker.record_failure()
+                self._log_limited("store_fallback", f"bot {self.name}: the store did not send "
+                                                    f"the recent dedup keys in time: old "
+                                                    f"updates are checked one batch at a time")
+                self._release_warm_waiters()
+                return
             for entry in self.pending:
                 if entry.resolved or entry.deadline > now:
                     break
@@ -810,6 +883,7 @@ class BotActor(FleetActor):
             "store_dedup_errors": c["store_dedup_errors"],
             "store_dedup_skipped": c["store_dedup_skipped"],
             "store_late_replies": c["store_late_replies"],
+            "dedup_keys_loaded": c["dedup_keys_loaded"], "dedup_warm": self.warm_state,
             "store_breaker": self.store_breaker.state,
             "handler_errors": dict(p.handler_errors), "actions": dict(p.actions),
             "events_in": c["events_in"], "grant_requests": c["grant_requests"],

@@ -50,7 +50,7 @@ import aiosqlite
 from actors.base import FleetActor
 from messages import codec
 from messages.lifecycle import LifecycleEvent, ProbeReply
-from messages.store import (REQUESTS, DedupCheck, DeleteBotConfig, GetBotConfig, KvGet, KvSet,
+from messages.store import (REQUESTS, DedupCheck, DedupRecent, DeleteBotConfig, GetBotConfig, KvGet, KvSet,
                             ListBotConfigs, OutboxDone, OutboxPending, OutboxPut, PutBotConfig,
                             QueryAudit, SessionGet, SessionPut, StateGet, StatePut, StoreReply,
                             StoreStats)
@@ -634,6 +634,20 @@ class StoreActor(FleetActor):
             self._dedup_count[bot] = count
             return new
         return _Op(msg, sender, True, run, multi=True)
+
+    def _prep_DedupRecent(self, msg: DedupRecent, sender):
+        bot = _name(msg.bot, "bot name")
+        limit = msg.limit
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise Refused(f"limit must be an int >= 1, got {limit!r}")
+        limit = min(limit, self.dedup_max)
+
+        async def run(db, now):
+            rows = await db.execute_fetchall(
+                "SELECT key FROM dedup_keys WHERE bot = ? ORDER BY seq DESC LIMIT ?",
+                (bot, limit))
+            return tuple(r[0] for r in reversed(rows))
+        return _Op(msg, sender, False, run)
 
     def _prep_StateGet(self, msg: StateGet, sender):
         bot = _name(msg.bot, "bot name")

@@ -80,6 +80,17 @@ class DedupCheck:
     keys: tuple
 
 
+@dataclass(frozen=True, slots=True)
+class DedupRecent:
+    """The `limit` most recently recorded dedup keys of `bot`; value: a tuple of keys, oldest
+    first. A (re)started bot loads them into its in-memory LRU at once, so a message that a
+    previous incarnation answered is recognised without a store round trip per batch; fewer
+    than `limit` keys means the store holds no others."""
+    request_id: str
+    bot: str
+    limit: int
+
+
 # ---- per-user state -------------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
@@ -175,8 +186,8 @@ class StoreStats:
     request_id: str
 
 
-READS = (GetBotConfig, ListBotConfigs, QueryAudit, StateGet, SessionGet, OutboxPending, KvGet,
-         StoreStats)
+READS = (GetBotConfig, ListBotConfigs, QueryAudit, DedupRecent, StateGet, SessionGet,
+         OutboxPending, KvGet, StoreStats)
 WRITES = (PutBotConfig, DeleteBotConfig, DedupCheck, StatePut, SessionPut, OutboxPut,
           OutboxDone, KvSet)
 REQUESTS = READS + WRITES

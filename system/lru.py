@@ -42,6 +42,16 @@ class BoundedLRU:
             self.evictions += 1
         return False
 
+    def load(self, keys) -> None:
+        """Insert KEYS (oldest first) as already seen, without counting hits or misses: a
+        restarted bot warms its LRU with what its previous incarnations recorded."""
+        for key in keys:
+            self._keys[key] = None
+            self._keys.move_to_end(key)
+        while len(self._keys) > self.max_size:
+            self._keys.popitem(last=False)
+            self.evictions += 1
+
     def __contains__(self, key: Hashable) -> bool:
         """Membership test that neither inserts, refreshes nor counts."""
         return key in self._keys

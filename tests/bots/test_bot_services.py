@@ -67,15 +67,39 @@ def test_store_dedup_survives_a_bot_restart(bot_tree, tmp_path):
     tree.wait(lambda: (lambda a: a is not None and a != before)(tree.child("alpha", "bot")),
               what="bot restarted")
     # GetDifference after a restart redelivers what the old bot already answered
+    # the new incarnation loaded the 3 recorded keys into its LRU at start: no round trip
     tree.inject("alpha", batch + [msg("alpha", 200, 1, "new")])
     tree.wait_sends("alpha", 4)
     s = tree.settle("alpha")
     assert len(tree.sends("alpha")) == 4
-    assert s["store_dedup_hits"] == 3 and s["sent"] == 1 and s["store_dedup_fallbacks"] == 0
+    assert s["dedup_keys_loaded"] == 3 and s["dedup_warm"] == "complete"
+    assert s["dedup_hits"] == 3 and s["store_dedup_hits"] == 0 and s["sent"] == 1
+    assert s["store_dedup_fallbacks"] == 0
     # and a redelivery within one life is caught by the in-memory LRU
     tree.inject("alpha", [msg("alpha", 200, 1, "new")])
     tree.wait(lambda: tree.stats("alpha")["dedup_hits"] == 4, what="LRU dedup hit")
     assert len(tree.sends("alpha")) == 4
+
+
+def test_more_recorded_keys_than_the_lru_holds_ask_the_store(bot_tree, tmp_path):
+    """dedup_size 2 < 3 recorded keys: the 2 newest are loaded, but the LRU cannot vouch for
+    everything, so the redelivered (old) messages go through the per-batch DedupCheck: three
+    store hits, and only the new message is answered."""
+    tree = bot_tree([group_spec("alpha", ECHO, dedup_size=2)],
+                    store=str(tmp_path / "fleet.db"))
+    batch = [msg("alpha", 100 + i, 1, f"m{i}") for i in range(3)]
+    tree.inject("alpha", batch)
+    tree.wait_sends("alpha", 3)
+    before = tree.child("alpha", "bot")
+    tree.restart("alpha", "bot")
+    tree.wait(lambda: (lambda a: a is not None and a != before)(tree.child("alpha", "bot")),
+              what="bot restarted")
+    tree.inject("alpha", batch + [msg("alpha", 200, 1, "new")])
+    tree.wait_sends("alpha", 4)
+    s = tree.settle("alpha")
+    assert len(tree.sends("alpha")) == 4
+    assert s["dedup_keys_loaded"] == 2 and s["dedup_warm"] == "partial"
+    assert s["store_dedup_hits"] == 3 and s["dedup_hits"] == 3 and s["sent"] == 1
 
 
 def test_store_that_does_not_answer_falls_back_to_memory(bot_tree):
@@ -86,7 +110,9 @@ def test_store_that_does_not_answer_falls_back_to_memory(bot_tree):
     tree.inject("alpha", batch + [msg("alpha", 102, 1, "c")])
     tree.wait_sends("alpha", 3)
     s = tree.settle("alpha")
-    assert s["store_dedup_fallbacks"] == 2 and s["dedup_hits"] == 2 and s["sent"] == 3
+    # the recent-keys load at start, then each batch's DedupCheck, time out
+    assert s["store_dedup_fallbacks"] == 3 and s["dedup_hits"] == 2 and s["sent"] == 3
+    assert s["dedup_warm"] == "partial"
 
 
 def test_store_that_keeps_failing_is_not_asked_for_a_while(bot_tree):
@@ -96,7 +122,8 @@ def test_store_that_keeps_failing_is_not_asked_for_a_while(bot_tree):
         tree.inject("alpha", [msg("alpha", 100 + i, 1, f"m{i}")])
         tree.wait_sends("alpha", i + 1)
     s = tree.settle("alpha")
-    assert s["store_dedup_fallbacks"] == 2 and s["store_dedup_skipped"] == 2
+    # two failures (the recent-keys load, the first batch) open the breaker; then no asking
+    assert s["store_dedup_fallbacks"] == 2 and s["store_dedup_skipped"] == 3
     assert s["store_breaker"] == "open" and s["sent"] == 4
 
 

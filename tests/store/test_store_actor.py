@@ -15,7 +15,7 @@ from actors import store as store_mod
 from messages import codec
 from messages.lifecycle import (ChildSpec, Crashed, LifecycleEvent, Probe, ProbeReply, Start,
                                 Started, Stop)
-from messages.store import (DedupCheck, DeleteBotConfig, GetBotConfig, KvGet, KvSet,
+from messages.store import (DedupCheck, DedupRecent, DeleteBotConfig, GetBotConfig, KvGet, KvSet,
                             ListBotConfigs, OutboxDone, OutboxPending, OutboxPut, PutBotConfig,
                             QueryAudit, SessionGet, SessionPut, StateGet, StatePut,
                             StoreStats)
@@ -101,6 +101,20 @@ def test_dedup_round_trip(fleet):
     assert fleet.ok(s, DedupCheck(rid(), "alpha", (5, "5"))) == ()
     assert fleet.ok(s, DedupCheck(rid(), "beta", ("1:10",))) == ("1:10",)  # per bot
     assert fleet.ok(s, DedupCheck(rid(), "alpha", ())) == ()
+
+
+def test_dedup_recent_returns_the_newest_keys_oldest_first(fleet):
+    s = fleet.start_store(dedup_max=50)
+    assert fleet.ok(s, DedupRecent(rid(), "alpha", 10)) == ()
+    fleet.ok(s, DedupCheck(rid(), "alpha", ("1:10", "1:11")))
+    fleet.ok(s, DedupCheck(rid(), "alpha", ("1:12", 7)))
+    fleet.ok(s, DedupCheck(rid(), "beta", ("9:9",)))
+    assert fleet.ok(s, DedupRecent(rid(), "alpha", 10)) == ("1:10", "1:11", "1:12", 7)
+    assert fleet.ok(s, DedupRecent(rid(), "alpha", 2)) == ("1:12", 7)
+    assert fleet.ok(s, DedupRecent(rid(), "beta", 10)) == ("9:9",)
+    for bad in (0, -1, True, "3", None):
+        reply = fleet.call(s, DedupRecent(rid(), "alpha", bad))
+        assert not reply.ok and "limit" in reply.error
 
 
 def test_stats(fleet):
