@@ -57,15 +57,20 @@ def test_invalid_handler_config_fails_that_bot_only(bot_tree):
     assert tree.wait_sends("good", 1)[0].action.text == "still here"
 
 
+def restart_bot(tree, name):
+    """Restart NAME's bot actor and wait until the new one is there."""
+    before = tree.child(name, "bot")
+    tree.restart(name, "bot")
+    tree.wait(lambda: (lambda a: a is not None and a != before)(tree.child(name, "bot")),
+              what="bot restarted")
+
+
 def test_store_dedup_survives_a_bot_restart(bot_tree, tmp_path):
     tree = bot_tree([group_spec("alpha", ECHO)], store=str(tmp_path / "fleet.db"))
     batch = [msg("alpha", 100 + i, 1, f"m{i}") for i in range(3)]
     tree.inject("alpha", batch)
     tree.wait_sends("alpha", 3)
-    before = tree.child("alpha", "bot")
-    tree.restart("alpha", "bot")
-    tree.wait(lambda: (lambda a: a is not None and a != before)(tree.child("alpha", "bot")),
-              what="bot restarted")
+    restart_bot(tree, "alpha")
     # GetDifference after a restart redelivers what the old bot already answered
     # the new incarnation loaded the 3 recorded keys into its LRU at start: no round trip
     tree.inject("alpha", batch + [msg("alpha", 200, 1, "new")])
@@ -90,10 +95,7 @@ def test_more_recorded_keys_than_the_lru_holds_ask_the_store(bot_tree, tmp_path)
     batch = [msg("alpha", 100 + i, 1, f"m{i}") for i in range(3)]
     tree.inject("alpha", batch)
     tree.wait_sends("alpha", 3)
-    before = tree.child("alpha", "bot")
-    tree.restart("alpha", "bot")
-    tree.wait(lambda: (lambda a: a is not None and a != before)(tree.child("alpha", "bot")),
-              what="bot restarted")
+    restart_bot(tree, "alpha")
     tree.inject("alpha", batch + [msg("alpha", 200, 1, "new")])
     tree.wait_sends("alpha", 4)
     s = tree.settle("alpha")
