@@ -20,7 +20,7 @@ import traceback
 from thespian.actors import (Actor, ActorExitRequest, ChildActorExited, PoisonMessage,
                              WakeupMessage, WatchMessage)
 
-from messages.lifecycle import (BridgeWake, Crashed, EnvUpdate, Probe, ProbeReply, Start, Started,
+from messages.lifecycle import (BridgeWake, ChildInfo, Crashed, EnvUpdate, Probe, ProbeReply, Start, Started,
                                 Stop)
 from system.bridge import Bridge
 from system.procguard import guard_actor_process
@@ -100,6 +100,12 @@ class FleetActor(Actor):
         self.on_start(msg.args)
         if not self.start_async:
             self.report_started()
+
+    def report_info(self, info: str):
+        """Tell the supervisor this actor's one-line status for `ctl status` (only changes)."""
+        if info != getattr(self, "_last_info", None) and self.parent is not None:
+            self._last_info = info
+            self.send(self.parent, ChildInfo(self.child_id, info[:200]))
 
     def report_started(self):
         self.send(self.parent, Started(self.child_id, os.getpid(), self.kind))

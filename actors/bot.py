@@ -913,6 +913,9 @@ class BotActor(FleetActor):
             m.set("tgfleet_bot_last_update_age_seconds",
                   time.monotonic() - self.last_update_at, bot=bot)
         m.flush(self)
+        ob = self.outbox
+        self.report_info(f"queue={ob.queued} retries={ob.retries} "
+                         f"dropped={sum(ob.dropped.values())} store={self.store_breaker.state}")
 
     def on_stop(self):
         if not hasattr(self, "outbox"):

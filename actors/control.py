@@ -212,7 +212,8 @@ class ControlActor(FleetActor):
     def cmd_status(self, conn, rid, args):
         def done(conn, rid, msg: TreeStatus):
             rows = [{"path": r.path, "kind": r.kind, "state": r.state, "restarts": r.restarts,
-                     "uptime_s": r.uptime_s, "last_error": r.last_error, "pid": r.pid}
+                     "uptime_s": r.uptime_s, "last_error": r.last_error, "pid": r.pid,
+                     "info": r.info}
                     for r in msg.rows]
             self.reply(conn, rid, True, {"actors": rows})
         key = self.expect(conn, rid, done, "the tree status")

@@ -28,7 +28,8 @@ from thespian.actors import ActorExitRequest
 
 from actors.base import FleetActor
 from messages.lifecycle import (PERMANENT, TEMPORARY, TRANSIENT, AddChild, ChildCommand,
-                                ChildAddress, ChildCommandResult, ChildSpec, Crashed, EnvUpdate, Finished,
+                                ChildAddress, ChildCommandResult, ChildInfo, ChildSpec, Crashed,
+                                EnvUpdate, Finished,
                                 LifecycleEvent, Probe, ProbeReply, Start, Started, StatusRow,
                                 Stop, TreeStatus, TreeStatusRequest, WhereIs)
 from system.backoff import Backoff
@@ -48,6 +49,7 @@ class Child:
     restart_times: collections.deque = field(default_factory=collections.deque)
     started_at: float = 0.0
     last_error: str = ""
+    info: str = ""
     manual_stop: bool = False
     finished: bool = False
     probes_out: int = 0
@@ -232,6 +234,7 @@ class Supervisor(FleetActor):
         child.state = "running"
         child.pid = msg.pid
         child.last_pid = msg.pid
+        child.info = ""
         child.started_at = time.time()
         child.backoff.started(time.monotonic())
         self.cancel_timer(f"deadline:{child.spec.id}:{child.gen}")
@@ -270,6 +273,11 @@ class Supervisor(FleetActor):
         child = self.children.get(msg.child_id)
         if child is not None and child.addr == sender:
             child.last_error = ("escalation: " if msg.escalation else "") + msg.error
+
+    def on_ChildInfo(self, msg: ChildInfo, sender):
+        child = self.children.get(msg.child_id)
+        if child is not None and child.addr == sender:
+            child.info = str(msg.info)[:200]
 
     def on_Finished(self, msg: Finished, sender):
         child = self.children.get(msg.child_id)
@@ -451,7 +459,8 @@ class Supervisor(FleetActor):
             c = self.children[cid]
             rows.append(StatusRow(f"{self.path}/{cid}", c.spec.kind, c.state, c.restarts,
                                   round(now - c.started_at, 1) if c.state == "running" else 0.0,
-                                  c.last_error, c.pid if c.state == "running" else 0))
+                                  c.last_error, c.pid if c.state == "running" else 0,
+                                  c.info if c.state == "running" else ""))
         return rows
 
     def on_TreeStatusRequest(self, msg: TreeStatusRequest, sender):

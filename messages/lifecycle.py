@@ -110,6 +110,15 @@ class StatusRow:
     uptime_s: float
     last_error: str
     pid: int
+    info: str = ""                # the actor's own one-line summary (`ChildInfo`)
+
+
+@dataclass(frozen=True, slots=True)
+class ChildInfo:
+    """Child -> its supervisor, when it changes: a short line for `ctl status` (a backend's
+    circuit breaker and login state, a bot's queue, retries and drops)."""
+    child_id: str
+    info: str
 
 
 @dataclass(frozen=True, slots=True)

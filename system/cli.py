@@ -39,7 +39,7 @@ def render(command: str, result: dict) -> str:
                 and r["path"].startswith("root/bots/")]
         up = sum(1 for b in bots if b["state"] == "running")
         return (_table(rows, ["path", "kind", "state", "restarts", "uptime", "pid",
-                              "last_error"]) + f"\n\n{up} of {len(bots)} bots running")
+                              "info", "last_error"]) + f"\n\n{up} of {len(bots)} bots running")
     if command == "audit":
         rows = [dict(e, time=time.strftime("%H:%M:%S", time.localtime(e["ts"])),
                      reason=e["reason"][:70]) for e in result["events"]]

@@ -755,6 +755,8 @@ class BackendActor(FleetActor):
         m.set("tgfleet_backend_requests_in_flight", len(self.in_flight), bot=bot)
         m.set("tgfleet_circuit_state", CIRCUIT_VALUES.get(self.breaker.state, 0), bot=bot)
         m.flush(self)
+        self.report_info(f"circuit={self.breaker.state} login={self.login_state} "
+                         f"in_flight={len(self.in_flight)}")
 
     # ---- probes and stop --------------------------------------------------------------------
     def on_probe(self, msg, sender):

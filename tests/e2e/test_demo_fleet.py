@@ -28,6 +28,19 @@ def test_demo_fleet_answers_and_reports(tmp_path, base):
         r = fleet.ctl("status")
         assert "10 of 10 bots running" in r.stdout
 
+        # every backend shows its circuit breaker, every bot its queue, retries and drops
+        def infos():
+            rows = fleet.ctl_json("status")[1]["result"]["actors"]
+            return {a["path"]: a["info"] for a in rows if a["path"].startswith("root/bots/")}
+        info = wait_until(lambda: (lambda i: i if all(i.get(f"root/bots/demo{n}/{k}")
+                                                       for n in range(1, 11)
+                                                       for k in ("backend", "bot")) else None)(
+            infos()), 10, what="status info from every backend and bot")
+        assert info["root/bots/demo1/backend"].startswith("circuit=closed login=ready"), info
+        assert "retries=" in info["root/bots/demo1/bot"] and "dropped=0" in info[
+            "root/bots/demo1/bot"], info
+        assert "circuit=closed" in fleet.ctl("status").stdout
+
         port = fleet.ports["metrics"]
         s = scrape(port)
         for fam in ("tgfleet_bot_updates_total", "tgfleet_bot_actions_total",
