@@ -37,7 +37,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "log": {"level": "INFO", "json": False, "file": "", "levels": {}},
     "store": {"path": "", "synchronous": "FULL", "dedup_max": 10000},
     "ratelimit": {
-        "bot_per_s": 28.0, "bot_burst": 5, "chat_per_s": 0.95, "chat_burst": 2,
+        "bot_per_s": 28.0, "bot_burst": 10, "chat_per_s": 0.95, "chat_burst": 2,
         "group_per_min": 19.0, "group_burst": 2, "user_account_per_s": 10.0,
     },
     "supervision": {

@@ -78,7 +78,7 @@ def chat_class(chat_id: int, chat_kind: Optional[str]) -> str:
 
 
 class RateLimitPolicy:
-    def __init__(self, bot_per_s: float = 28.0, bot_burst: float = 5,
+    def __init__(self, bot_per_s: float = 28.0, bot_burst: float = 10,
                  chat_per_s: float = 0.95, chat_burst: float = 2,
                  group_per_min: float = 19.0, group_burst: float = 2,
                  user_account_per_s: float = 10.0, user_account_burst: float = 3,
