@@ -5,7 +5,7 @@ fleet should never trigger it, yet it should use nearly all the throughput Teleg
 policy owns the limits Telegram applies to bots (undocumented; see
 shared/research/telegram-libs.md, "Telegram's limits"):
 
-* per bot (overall): ~30 msg/s           -> default 28/s, burst 5
+* per bot (overall): ~30 msg/s           -> default 28/s, burst 10
 * per chat (private, and every chat):    -> default 0.95/s, burst 2
   ~1 msg/s with short bursts
 * per group/channel: 20 msg/min          -> default 19/min, burst 2, IN ADDITION to the per-chat
