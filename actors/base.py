@@ -18,7 +18,7 @@ import time
 import traceback
 
 from thespian.actors import (Actor, ActorExitRequest, ChildActorExited, PoisonMessage,
-                             WakeupMessage, WatchMessage)
+                             ThespianWatch, WakeupMessage, WatchMessage)
 
 from messages.lifecycle import (BridgeWake, ChildInfo, Crashed, EnvUpdate, Probe, ProbeReply, Start, Started,
                                 Stop)
@@ -39,6 +39,7 @@ class FleetActor(Actor):
         self.env: dict = {}
         self.parent = None
         self.bridge: Bridge | None = None
+        self._watched: dict = {}               # fd -> callback(), e.g. a lane (system/lane.py)
         self.started_at = 0.0
         self._stopped = False
         # name -> [due (monotonic), period (0 = one-shot)]; see `_arm` for why one wake-up.
@@ -53,10 +54,20 @@ class FleetActor(Actor):
         except Exception as exc:  # let it crash: report, clean up, exit
             self._crash(exc)
         bridge = self.bridge
+        if self._watched:
+            fds = list(self._watched)
+            if bridge is not None and not bridge.closed:
+                fds.append(bridge.fd)
+            return ThespianWatch(fds)
         return bridge.watch() if bridge is not None and not bridge.closed else None
 
     def _dispatch(self, msg, sender):
         if isinstance(msg, (WatchMessage, BridgeWake)):
+            if self._watched and isinstance(msg, WatchMessage):
+                for fd in list(getattr(msg, "ready", ()) or ()):
+                    callback = self._watched.get(fd)
+                    if callback is not None and not self._stopped:
+                        callback()
             if self.bridge is not None:
                 for item in self.bridge.drain():
                     if self._stopped:
@@ -131,6 +142,14 @@ class FleetActor(Actor):
         except Exception:
             self.log.exception("%s: on_stop failed after a crash", self.path)
         self.send(self.myAddress, ActorExitRequest())
+
+    def watch_fd(self, fd: int, callback) -> None:
+        """Call `callback()` in this actor whenever FD is readable (processes base only:
+        thespian's TCP base watches it; the in-process base never sees these)."""
+        self._watched[fd] = callback
+
+    def unwatch_fd(self, fd: int) -> None:
+        self._watched.pop(fd, None)
 
     # ---- bridge and timers --------------------------------------------------------------
     def open_bridge(self) -> Bridge:

@@ -55,6 +55,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import os
 import time
 import uuid
 from collections import Counter, OrderedDict, deque
@@ -68,6 +69,7 @@ from messages.backend import (ActionBatch, ActionResult, ActionResults, AttachBo
 from messages.bot import BotStats, BotStatsRequest
 from messages.store import DedupCheck, DedupRecent, StoreReply
 from messages.telegram import IncomingMessage, Publish, UpdateBatch, action_chat
+from system import lane as lanes
 from system.breaker import CircuitBreaker
 from system.metrics_client import REPORT_INTERVAL, MetricsBuffer
 from system.retry import ERROR_KINDS, FATAL_KINDS, RetryPolicy
@@ -407,6 +409,9 @@ class BotActor(FleetActor):
         self.grant_timer = False             # the "grant_timeout" timer is armed
         self.drop_log: dict[str, list] = {}  # reason -> [last log time, unlogged count]
         self.topics = self.pipeline.subscriptions()
+        self.lane = None                     # to the backend, when it offers one (lane.py)
+        self.lane_address = ""
+        self.own_process = self.env.get("parent_pid") not in (None, os.getpid())
         # Dedup keys of previous incarnations: "loading" until the store answers DedupRecent,
         # then "complete" (the LRU holds all of them) or "partial" (old updates ask the store).
         self.warm_state = "partial"
@@ -731,7 +736,7 @@ class BotActor(FleetActor):
         if not items:
             return
         backend = self.env.get("sibling.backend")
-        self.send(backend, ActionBatch(self.name, self.outbox.launch(items)))
+        self._to_backend(backend, ActionBatch(self.name, self.outbox.launch(items)))
         self.c["batches"] += 1
 
     # ---- results -------------------------------------------------------------------------
@@ -786,7 +791,14 @@ class BotActor(FleetActor):
 
     # ---- timers and state ------------------------------------------------------------------
     def on_timer(self, name):
-        if name == "tick":
+        if name == "lane_flush":
+            lane = self.lane
+            if lane is not None and not lane.flush():
+                if lane.closed:
+                    self._close_lane()
+                else:
+                    self.after("lane_flush", 0.002)
+        elif name == "tick":
             self._accept(self.pipeline.tick())
         elif name == "grant":
             self.grant_wait = False
@@ -849,6 +861,8 @@ class BotActor(FleetActor):
             self.flush_metrics()
 
     def on_BackendState(self, msg: BackendState, sender):
+        if msg.lane and self.own_process and msg.lane != self.lane_address:
+            self._open_lane(msg.lane, msg.lane_token)
         was = self.connected
         self.connected = bool(msg.connected)
         if msg.self_id:
@@ -856,6 +870,55 @@ class BotActor(FleetActor):
             self.pipeline.ctx.self_id = msg.self_id
         if self.connected and was is not True:
             self.pump()
+
+    # ---- the lane to the backend (processes base) -----------------------------------------
+    def _open_lane(self, address: str, token: str):
+        self._close_lane()
+        try:
+            self.lane = lanes.connect(address, token, self.name)
+        except lanes.LaneError as exc:
+            self.c["lane_errors"] += 1
+            self.log.warning("bot %s: no lane to the backend (%s): thespian carries "
+                             "everything", self.name, exc)
+            return
+        self.lane_address = address
+        self.watch_fd(self.lane.fd, self._lane_readable)
+
+    def _close_lane(self):
+        if self.lane is not None:
+            self.unwatch_fd(self.lane.fd)
+            self.lane.close()
+        self.lane = None
+        self.lane_address = ""
+
+    def _lane_readable(self):
+        lane = self.lane
+        if lane is None:
+            return
+        backend = self.env.get("sibling.backend")
+        for msg in lane.receive():
+            if isinstance(msg, UpdateBatch):
+                self.on_UpdateBatch(msg, backend)
+            elif isinstance(msg, ActionResults):
+                self.on_ActionResults(msg, backend)
+            else:
+                self.log.warning("bot %s: unexpected %s on the lane", self.name,
+                                 type(msg).__name__)
+            if self._stopped:
+                return
+        if lane.closed and lane is self.lane:
+            self._close_lane()
+
+    def _to_backend(self, backend, msg):
+        lane = self.lane
+        if lane is not None and lane.send(msg):
+            self.c["lane_out"] += 1
+            if lane.pending:
+                self.after("lane_flush", 0.002)
+            return
+        if lane is not None:
+            self._close_lane()
+        self.send(backend, msg)
 
     def on_env_update(self, msg):
         if msg.key == "eventbus":
@@ -866,6 +929,7 @@ class BotActor(FleetActor):
         elif msg.key == "metrics":
             self.every("metrics", REPORT_INTERVAL)
         elif msg.key == "sibling.backend":
+            self._close_lane()     # the new backend offers its own lane in its BackendState
             self.send(msg.address, AttachBot(self.name))
         elif msg.key == "store":
             self.resend_dedup_keys(0.0)   # the old store may never have written them
@@ -889,6 +953,8 @@ class BotActor(FleetActor):
             "events_in": c["events_in"], "grant_requests": c["grant_requests"],
             "grants": c["grants"], "grant_timeouts": c["grant_timeouts"],
             "batches": c["batches"], "pending_batches": len(self.pending),
+            "lane": self.lane is not None, "lane_out": c["lane_out"],
+            "lane_errors": c["lane_errors"],
             "connected": self.connected, "self_id": self.self_id,
             "handlers": p.stats()["handlers"],
         })
@@ -915,7 +981,8 @@ class BotActor(FleetActor):
         m.flush(self)
         ob = self.outbox
         self.report_info(f"queue={ob.queued} retries={ob.retries} "
-                         f"dropped={sum(ob.dropped.values())} store={self.store_breaker.state}")
+                         f"dropped={sum(ob.dropped.values())} store={self.store_breaker.state}"
+                         f" lane={'yes' if self.lane is not None else 'no'}")
 
     def on_stop(self):
         if not hasattr(self, "outbox"):
@@ -924,6 +991,7 @@ class BotActor(FleetActor):
         if bus is not None:
             self.send(bus, UnsubscribeAll(self.name))
         self.record_dedup_keys()
+        self._close_lane()
         lost = self.outbox.drop_all()
         if lost:
             self.log.warning("bot %s stopping: dropped %s", self.name, dict(lost))

@@ -61,6 +61,8 @@ class BackendState:
     login_state: str = ""         # ready | awaiting_code | connecting | failed:<why>
     self_id: int = 0
     library: str = ""
+    lane: str = ""                # where the bot may connect a lane (system/lane.py), or ""
+    lane_token: str = ""          # what the bot says first on it
 
 
 # ---- login through ctl ----------------------------------------------------------------------

@@ -49,13 +49,14 @@ from dataclasses import dataclass, field
 
 from actors.base import FleetActor
 from messages import codec
-from messages.backend import (ActionResult, ActionResults, AttachBot, BackendState,
+from messages.backend import (ActionBatch, ActionResult, ActionResults, AttachBot, BackendState,
                               FloodWaitReport, LoginStatus)
 from messages.lifecycle import ProbeReply
 from messages.store import SessionGet, SessionPut
 from messages.telegram import (DeleteMessages, EditText, ForwardMessages, SendMedia, SendText,
                                UpdateBatch, action_chat)
 from system.backoff import Backoff
+from system import lane as lanes
 from system.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
 from system.loopthread import LoopThread
 from system.metrics_client import REPORT_INTERVAL, MetricsBuffer
@@ -77,6 +78,7 @@ CIRCUIT_VALUES = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
 
 DEFAULTS = {
     "max_in_flight": 64,
+    "lanes": True,                 # bot <-> backend over a direct stream (own processes only)
     "health_interval_s": 15.0,
     "stall_after_s": 120.0,
     "session_in_store": True,
@@ -294,6 +296,17 @@ class BackendActor(FleetActor):
         self._out_results: list = []
         self.counters = collections.Counter()
         self.engine_started = False
+        # A lane to the bot when it runs in another process (system/lane.py): UpdateBatch and
+        # ActionResults out, ActionBatch in, without thespian's per-message cost.
+        self.lane_listener = None
+        self.bot_lane = None
+        if cfg["lanes"] and self.env.get("parent_pid") not in (None, os.getpid()):
+            try:
+                self.lane_listener = lanes.LaneListener()
+                self.watch_fd(self.lane_listener.fd, self._lane_accept)
+            except OSError as exc:
+                self.log.warning("%s: no lane to the bot (%s): thespian carries everything",
+                                 self.path, exc)
         self.open_bridge()
         self.sink = EventSink(self.bridge)
         if cfg.get("server") and cfg["server"].get("rsa_public_key"):
@@ -506,8 +519,10 @@ class BackendActor(FleetActor):
             self._publish_state()
 
     def _publish_state(self, force: bool = False):
+        ll = self.lane_listener
         state = BackendState(self.bot_name or self.name, self.connected, self.authorized,
-                             self.login_state, self.self_id, self.library)
+                             self.login_state, self.self_id, self.library,
+                             ll.address if ll else "", ll.token if ll else "")
         if self.bot_addr is not None and (force or state != self.last_state_sent):
             self.send(self.bot_addr, state)
         self.last_state_sent = state if self.bot_addr is not None else self.last_state_sent
@@ -516,6 +531,60 @@ class BackendActor(FleetActor):
         """The bot died: buffer its updates until its successor attaches (none are lost)."""
         if self.bot_addr is not None and self.bot_addr == msg.address:
             self.bot_addr = None
+            self._drop_bot_lane()
+
+    # ---- the lane to the bot (processes base) -------------------------------------------
+    def _lane_accept(self):
+        for lane in self.lane_listener.accept():
+            self.watch_fd(lane.fd, lambda lane=lane: self._lane_readable(lane))
+
+    def _lane_readable(self, lane):
+        if lane.verified is not True:
+            try:
+                got = self.lane_listener.verify(lane)
+            except lanes.LaneError as exc:
+                self.unwatch_fd(lane.fd)
+                self.counters["lanes_refused"] += 1
+                self.log.warning("%s: %s", self.path, exc)
+                return
+            if got is None:
+                return
+            name, msgs = got
+            if self.bot_lane is not None and self.bot_lane is not lane:
+                self._drop_bot_lane()        # a restarted bot replaces its predecessor's
+            self.bot_lane = lane
+            self.counters["lanes_accepted"] += 1
+        else:
+            msgs = lane.receive()
+        for msg in msgs:
+            if isinstance(msg, ActionBatch) and lane is self.bot_lane:
+                self.counters["lane_in"] += 1
+                self.on_ActionBatch(msg, self.bot_addr)
+            else:
+                self.log.warning("%s: unexpected %s on the lane", self.path,
+                                 type(msg).__name__)
+        if lane.closed:
+            self.unwatch_fd(lane.fd)
+            if lane is self.bot_lane:
+                self.bot_lane = None
+
+    def _drop_bot_lane(self):
+        if self.bot_lane is not None:
+            self.unwatch_fd(self.bot_lane.fd)
+            self.bot_lane.close()
+            self.bot_lane = None
+
+    def _to_bot(self, msg) -> None:
+        """To the attached bot: over the lane when there is one, else through thespian."""
+        lane = self.bot_lane
+        if lane is not None and lane.send(msg):
+            self.counters["lane_out"] += 1
+            if lane.pending:
+                self.after("lane_flush", 0.002)
+            return
+        if lane is not None:
+            self._drop_bot_lane()
+        self.send(self.bot_addr, msg)
 
     def on_AttachBot(self, msg: AttachBot, sender):
         """The sibling bot: from now on every incoming message goes to it."""
@@ -611,8 +680,7 @@ class BackendActor(FleetActor):
                     self.buffered.append(update)
             else:
                 for i in range(0, len(updates), batch_max):
-                    self.send(self.bot_addr, UpdateBatch(self.bot_name,
-                                                         tuple(updates[i:i + batch_max])))
+                    self._to_bot(UpdateBatch(self.bot_name, tuple(updates[i:i + batch_max])))
         if self._out_results:
             results, self._out_results = self._out_results, []
             groups: list = []          # [(address, bot, [results])]; addresses are not hashable
@@ -624,8 +692,13 @@ class BackendActor(FleetActor):
                 else:
                     groups.append((reply_to, bot, [result]))
             for reply_to, bot, items in groups:
+                to_bot = reply_to == self.bot_addr and self.bot_addr is not None
                 for i in range(0, len(items), batch_max):
-                    self.send(reply_to, ActionResults(bot, tuple(items[i:i + batch_max])))
+                    msg = ActionResults(bot, tuple(items[i:i + batch_max]))
+                    if to_bot:
+                        self._to_bot(msg)
+                    else:
+                        self.send(reply_to, msg)
 
     # ---- login through ctl ------------------------------------------------------------------
     def on_ProvideLoginCode(self, msg, sender):
@@ -693,7 +766,14 @@ class BackendActor(FleetActor):
 
     # ---- timers: health, stall, reconnect, metrics ------------------------------------------
     def on_timer(self, name):
-        if name == "health":
+        if name == "lane_flush":
+            lane = self.bot_lane
+            if lane is not None and not lane.flush():
+                if lane.closed:
+                    self._drop_bot_lane()
+                else:
+                    self.after("lane_flush", 0.002)
+        elif name == "health":
             self._check_stall()
             if not self.health_inflight and self.login_state == "ready":
                 self.health_inflight = True
@@ -789,6 +869,13 @@ class BackendActor(FleetActor):
         self.in_flight.clear()
         self.queue.clear()
         self._flush_out()
+        if self.bot_lane is not None:
+            self.bot_lane.flush()
+            self._drop_bot_lane()
+        if self.lane_listener is not None:
+            self.unwatch_fd(self.lane_listener.fd)
+            self.lane_listener.close()
+            self.lane_listener = None
 
     # ---- engine hooks (subclasses) --------------------------------------------------------
     def engine_start(self, body: dict | None):

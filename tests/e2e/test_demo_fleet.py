@@ -40,6 +40,9 @@ def test_demo_fleet_answers_and_reports(tmp_path, base):
         assert "retries=" in info["root/bots/demo1/bot"] and "dropped=0" in info[
             "root/bots/demo1/bot"], info
         assert "circuit=closed" in fleet.ctl("status").stdout
+        # bot <-> backend traffic takes a lane when they are separate processes (system/lane.py)
+        lane = "lane=yes" if base == "processes" else "lane=no"
+        assert all(lane in info[f"root/bots/demo{n}/bot"] for n in range(1, 11)), info
 
         port = fleet.ports["metrics"]
         s = scrape(port)
