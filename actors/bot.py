@@ -792,12 +792,7 @@ class BotActor(FleetActor):
     # ---- timers and state ------------------------------------------------------------------
     def on_timer(self, name):
         if name == "lane_flush":
-            lane = self.lane
-            if lane is not None and not lane.flush():
-                if lane.closed:
-                    self._close_lane()
-                else:
-                    self.after("lane_flush", 0.002)
+            lanes.flush_or_retry(self, self.lane, self._close_lane)
         elif name == "tick":
             self._accept(self.pipeline.tick())
         elif name == "grant":
@@ -910,15 +905,8 @@ class BotActor(FleetActor):
             self._close_lane()
 
     def _to_backend(self, backend, msg):
-        lane = self.lane
-        if lane is not None and lane.send(msg):
+        if lanes.send_via(self, self.lane, msg, backend, self._close_lane):
             self.c["lane_out"] += 1
-            if lane.pending:
-                self.after("lane_flush", 0.002)
-            return
-        if lane is not None:
-            self._close_lane()
-        self.send(backend, msg)
 
     def on_env_update(self, msg):
         if msg.key == "eventbus":

@@ -204,6 +204,34 @@ class LaneListener:
             pass
 
 
+FLUSH_RETRY_S = 0.002
+
+
+def send_via(actor, lane: Lane | None, msg, address, on_broken) -> bool:
+    """Send MSG from ACTOR over LANE, or through thespian to ADDRESS when there is no usable
+    lane (`on_broken()` first forgets a lane that just failed). A write the socket could not
+    take at once is finished by the actor's "lane_flush" timer (see `flush_or_retry`).
+    True when the lane carried it."""
+    if lane is not None and lane.send(msg):
+        if lane.pending:
+            actor.after("lane_flush", FLUSH_RETRY_S)
+        return True
+    if lane is not None:
+        on_broken()
+    actor.send(address, msg)
+    return False
+
+
+def flush_or_retry(actor, lane: Lane | None, on_broken) -> None:
+    """The "lane_flush" timer: write what is pending, again later if the socket is full."""
+    if lane is None or lane.flush():
+        return
+    if lane.closed:
+        on_broken()
+    else:
+        actor.after("lane_flush", FLUSH_RETRY_S)
+
+
 def connect(address: str, token: str, name: str, timeout: float = 1.0) -> Lane:
     """The bot's end: connect and say hello (the token proves who we are)."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -576,15 +576,8 @@ class BackendActor(FleetActor):
 
     def _to_bot(self, msg) -> None:
         """To the attached bot: over the lane when there is one, else through thespian."""
-        lane = self.bot_lane
-        if lane is not None and lane.send(msg):
+        if lanes.send_via(self, self.bot_lane, msg, self.bot_addr, self._drop_bot_lane):
             self.counters["lane_out"] += 1
-            if lane.pending:
-                self.after("lane_flush", 0.002)
-            return
-        if lane is not None:
-            self._drop_bot_lane()
-        self.send(self.bot_addr, msg)
 
     def on_AttachBot(self, msg: AttachBot, sender):
         """The sibling bot: from now on every incoming message goes to it."""
@@ -767,12 +760,7 @@ class BackendActor(FleetActor):
     # ---- timers: health, stall, reconnect, metrics ------------------------------------------
     def on_timer(self, name):
         if name == "lane_flush":
-            lane = self.bot_lane
-            if lane is not None and not lane.flush():
-                if lane.closed:
-                    self._drop_bot_lane()
-                else:
-                    self.after("lane_flush", 0.002)
+            lanes.flush_or_retry(self, self.bot_lane, self._drop_bot_lane)
         elif name == "health":
             self._check_stall()
             if not self.health_inflight and self.login_state == "ready":
