@@ -45,10 +45,23 @@ class BotsSupervisor(Supervisor):
         super().on_start(dict(args, children=[]))
         store = self.env.get("store")
         if store is None:
-            for cfg in self.file_bots:
-                self.add_bot(cfg)
+            self.boot_bots(self.file_bots)
         else:
             self.send(store, ListBotConfigs("bots:list"))
+
+    def boot_bots(self, cfgs):
+        """The fleet's bots at boot: all started side by side (each bot group is independent,
+        so startup takes as long as the slowest bot, not the sum of all of them)."""
+        for cfg in cfgs:
+            spec = bot_group_spec(cfg, self.data_dir, self.group_args)
+            try:
+                self.add_spec(spec)
+            except ValueError as exc:
+                self.log.error("bot %s not started: %s", cfg.get("name"), exc)
+                continue
+            if cfg.get("enabled", True):
+                self.ops.append(("start", spec.id, "nowait"))
+        self.advance()
 
     def add_bot(self, cfg: dict, request_id: str = "", reply_to=None):
         spec = bot_group_spec(cfg, self.data_dir, self.group_args)
@@ -67,8 +80,7 @@ class BotsSupervisor(Supervisor):
             if cfg["name"] not in stored:
                 stored[cfg["name"]] = cfg
                 self.send(sender, PutBotConfig(f"bots:import:{cfg['name']}", cfg["name"], cfg))
-        for name in sorted(stored):
-            self.add_bot(stored[name])
+        self.boot_bots([stored[name] for name in sorted(stored)])
 
     def on_ChildCommandResult(self, msg, sender):
         if not msg.ok:

@@ -141,6 +141,11 @@ class Supervisor(FleetActor):
                     self.after("resume", 0.02)
                     return
                 self.start_child(child)
+                if len(op) > 2 and op[2] == "nowait":
+                    # Independent children (bots at boot) start side by side: the next one
+                    # does not wait for this one's Started; each has its own start deadline.
+                    self.ops.popleft()
+                    continue
                 self.waiting = True
                 return
             if name == "stop":
