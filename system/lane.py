@@ -28,6 +28,7 @@ import struct
 HEADER = struct.Struct("!I")
 MAX_FRAME = 64 * 1024 * 1024          # one message; a longer header means a broken peer
 MAX_BACKLOG = 64 * 1024 * 1024        # bytes waiting to be written before the lane gives up
+RECV_CHUNK = 256 * 1024
 HELLO = b"tgfleet-lane-1 "            # + token (32 hex) + " " + bot name; never unpickled
 
 
@@ -50,6 +51,7 @@ class Lane:
         # False on the accepting side until the hello checked out: the first frame is then
         # handed over as raw bytes, never unpickled.
         self.verified = True
+        self._chunk = bytearray(RECV_CHUNK)   # reused: no large allocation per read
 
     # ---- writing ------------------------------------------------------------------------
     def send(self, msg) -> bool:
@@ -96,18 +98,19 @@ class Lane:
     def receive(self) -> list:
         """Every complete message that has arrived, in order. Sets `closed` on EOF or a broken
         frame (what came before it is still returned)."""
+        view = memoryview(self._chunk)
         while not self.closed:
             try:
-                chunk = self.sock.recv(1 << 20)
+                n = self.sock.recv_into(view)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError:
                 self.close()
                 break
-            if not chunk:
+            if not n:
                 self.close()
                 break
-            self._rbuf += chunk
+            self._rbuf += view[:n]
         out = []
         buf = self._rbuf
         pos = 0
