@@ -926,6 +926,7 @@ class AsyncioBackend(BackendActor):
         self.lib_in_flight = 0
         self.lib_max_in_flight = 0
         self._tasks: set = set()
+        self._caller_threads: set = set()   # threads that ever called into the client: one
         self.loop = LoopThread(f"{self.library}-{self.name}")
         self.sink.defer = self.loop.call_soon
         self._spawn(self.lib_open(body), "opened", "open_failed")
@@ -954,6 +955,7 @@ class AsyncioBackend(BackendActor):
             task.add_done_callback(self._tasks.discard)
 
     async def _run_job(self, seq, action_id, action):   # loop thread
+        self._caller_threads.add(threading.get_ident())
         self.lib_in_flight += 1
         self.lib_max_in_flight = max(self.lib_max_in_flight, self.lib_in_flight)
         try:
@@ -1036,7 +1038,8 @@ class AsyncioBackend(BackendActor):
 
     def engine_stats(self):
         return {"clients_created": getattr(self, "clients_created", 0),
-                "max_in_flight": getattr(self, "lib_max_in_flight", 0)}
+                "max_in_flight": getattr(self, "lib_max_in_flight", 0),
+                "caller_threads": len(getattr(self, "_caller_threads", ()))}
 
     def push_update(self, message):
         """Library handlers (loop thread) hand an IncomingMessage to the actor."""

@@ -2,8 +2,9 @@
 
 300 SendText in one ActionBatch to one chat (flood limits off on this module's server): every
 result is ok, the user got all 300, the library had more than one request in flight at once
-(`max_in_flight` counts overlapping calls inside the client), and the backend created exactly
-one client object for its session. The measured rate is printed (run with -s to see it).
+(`max_in_flight` counts overlapping calls inside the client), every call was made from the one
+thread that owns the client (no concurrent callers), and the backend created exactly one client
+object for its session. The measured rate is printed (run with -s to see it).
 """
 from __future__ import annotations
 
@@ -48,5 +49,8 @@ def test_hundreds_in_flight_through_one_account(fleet, tg, tmp_path, library):
     stats = group.stats()
     assert stats["max_in_flight"] > 1, stats          # the calls overlapped inside the client
     assert stats["clients_created"] == 1 and stats["requests"] == N
+    # ... and every call came from the one loop thread that owns the client: no concurrent
+    # callers into it, so nothing to lock
+    assert stats["caller_threads"] == 1, stats
     print(f"\n{library} {fleet.base}: {N} sends through one account in {elapsed:.2f}s "
           f"({N / elapsed:.0f}/s), max {stats['max_in_flight']} in flight in the client")
