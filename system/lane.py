@@ -28,7 +28,10 @@ import struct
 HEADER = struct.Struct("!I")
 MAX_FRAME = 64 * 1024 * 1024          # one message; a longer header means a broken peer
 MAX_BACKLOG = 64 * 1024 * 1024        # bytes waiting to be written before the lane gives up
-RECV_CHUNK = 256 * 1024
+# At most this much is read per `receive()`: the descriptor is watched level-triggered, so what
+# is left wakes the actor again after thespian has delivered whatever queued meanwhile (probes,
+# grants). Reading a firehose until it runs dry would starve them for as long as it flows.
+RECV_CHUNK = 64 * 1024
 HELLO = b"tgfleet-lane-1 "            # + token (32 hex) + " " + bot name; never unpickled
 
 
@@ -96,21 +99,22 @@ class Lane:
 
     # ---- reading ------------------------------------------------------------------------
     def receive(self) -> list:
-        """Every complete message that has arrived, in order. Sets `closed` on EOF or a broken
-        frame (what came before it is still returned)."""
+        """The complete messages among what has arrived (one read of at most RECV_CHUNK bytes),
+        in order. Sets `closed` on EOF or a broken frame (what came before it is still
+        returned)."""
         view = memoryview(self._chunk)
-        while not self.closed:
+        if not self.closed:
             try:
                 n = self.sock.recv_into(view)
             except (BlockingIOError, InterruptedError):
-                break
+                n = None
             except OSError:
                 self.close()
-                break
-            if not n:
+                n = None
+            if n == 0:
                 self.close()
-                break
-            self._rbuf += view[:n]
+            elif n:
+                self._rbuf += view[:n]
         out = []
         buf = self._rbuf
         pos = 0
