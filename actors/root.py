@@ -8,15 +8,19 @@ command it accepts finds the services it needs already running.
 from __future__ import annotations
 
 import os
+import signal
 
 from thespian.actors import ActorExitRequest
 
-from actors.supervisor import ONE_FOR_ONE, Supervisor
-from messages.lifecycle import ChildSpec, EnvUpdate, Started, TreeStatus, TreeStatusRequest
+from actors.supervisor import ONE_FOR_ONE, Supervisor, _pid_alive
+from messages.lifecycle import (ChildSpec, EnvUpdate, Started, Stop, TreeStatus,
+                                TreeStatusRequest)
 from messages.system import RootExited
 from system.metrics_client import tree_snapshot
 
 SERVICES = ("metrics", "store", "ratelimit", "eventbus", "bots", "control")
+LAUNCHER_CHECK_S = 1.0
+ORPHAN_STOP_S = 30.0       # an orderly stop after the launcher vanished may take this long
 
 
 def root_children(cfg: dict) -> list[ChildSpec]:
@@ -68,6 +72,14 @@ class RootSupervisor(Supervisor):
             "children": args.get("children") or root_children(cfg),
         })
         self.every("snapshot", 5.0)   # changes push a snapshot at once (snapshot_soon)
+        # Processes base: thespian's admin daemonizes, so if the launcher is SIGKILLed nothing
+        # would end the admin and the actors under it. The root watches the launcher and, when
+        # it is gone, stops the tree in order and then ends the admin (its own parent); every
+        # actor process dies with its parent (procguard), so nothing is left.
+        self.launcher_pid = self.env.get("launcher_pid") or 0
+        self.launcher_gone = False
+        if self.launcher_pid and self.launcher_pid != os.getpid():
+            self.every("launcher", LAUNCHER_CHECK_S)
 
     def on_Started(self, msg: Started, sender):
         child = self.children.get(msg.child_id)
@@ -86,7 +98,18 @@ class RootSupervisor(Supervisor):
                         self.send(other.addr, update)
 
     def on_timer(self, name):
-        if name in ("snapshot", "snapshot_soon"):
+        if name == "launcher":
+            if not self.launcher_gone and not _pid_alive(self.launcher_pid):
+                self.launcher_gone = True
+                self.cancel_timer("launcher")
+                self.log.error("root: the launcher (pid %d) is gone: stopping the fleet and "
+                               "thespian's admin, so nothing is left running",
+                               self.launcher_pid)
+                self.after("orphan_kill", ORPHAN_STOP_S)
+                self.on_stop_request(Stop("launcher gone"), self.myAddress)
+        elif name == "orphan_kill":
+            self.end_admin()
+        elif name in ("snapshot", "snapshot_soon"):
             self.snapshot_pending = False
             self.on_TreeStatusRequest(TreeStatusRequest("snapshot"), self.myAddress)
         else:
@@ -120,5 +143,15 @@ class RootSupervisor(Supervisor):
         self.send(self.myAddress, ActorExitRequest())
 
     def before_exit(self):
+        if self.launcher_gone:
+            self.end_admin()
+            return
         if self.parent is not None:
             self.send(self.parent, RootExited(0, "stopped"))
+
+    def end_admin(self):
+        """SIGKILL thespian's admin (this process's parent); this process and thespian's logger
+        follow it (parent-death signal)."""
+        admin = os.getppid()
+        if admin > 1 and admin != self.launcher_pid:
+            os.kill(admin, signal.SIGKILL)

@@ -58,7 +58,7 @@ class LocalTelegramHandle:
         self._cm = run_local_telegram(
             data_dir, flood_limits=lt["flood_limits"], delay_ms=lt["delay_ms"],
             port=lt["port"], control_port=lt["control_port"], rsa_key_file=key or None,
-            reuse_test_key=False, log_level="WARNING")
+            reuse_test_key=False, log_level="WARNING", die_with_parent=True)
         self.tg = self._cm.__enter__()
 
     def close(self):
@@ -176,7 +176,8 @@ class Launcher:
                               log_defs=log_defs(logs["level"], logs["json"], logs["file"],
                                                 logs["levels"]))
         self.root = self.fs.create("actors.root.RootSupervisor")
-        reply = self.fs.ask(self.root, Start("root", {"config": cfg}, {}, "root"), 60,
+        reply = self.fs.ask(self.root, Start("root", {"config": cfg},
+                                             {"launcher_pid": os.getpid()}, "root"), 60,
                             expect=(Started, RootExited))
         if not isinstance(reply, Started):
             raise RuntimeError(f"the root supervisor did not start: {reply!r}")

@@ -67,6 +67,12 @@ class LocalTelegramProcess:
         return self.accounts_doc()["rsa_public_key"]
 
 
+def _die_with_parent() -> None:
+    """In the child between fork and exec: SIGTERM when the parent dies."""
+    from system.procguard import set_parent_death_signal
+    set_parent_death_signal(signal.SIGTERM)
+
+
 def _stop(proc: subprocess.Popen, grace: float) -> None:
     if proc.poll() is not None:
         return
@@ -89,7 +95,8 @@ def run_local_telegram(tmp_dir, *, bots: int = 0, users: int = 0, seed_demo: boo
                        flood_limits: bool = True, delay_ms: float = 0.0, jitter_ms: float = 0.0,
                        port: int = 0, control_port: int = 0, rsa_key_file: str | None = None,
                        reuse_test_key: bool = True, extra_args=(), startup_timeout: float = 60.0,
-                       stop_grace: float = 10.0, log_level: str = "INFO", env: dict | None = None):
+                       stop_grace: float = 10.0, log_level: str = "INFO", env: dict | None = None,
+                       die_with_parent: bool = False):
     """Start a local Telegram subprocess with its state in TMP_DIR/localtg; yield a
     LocalTelegramProcess (host, port, control_port, pid, accounts_path, control, ...).
 
@@ -97,6 +104,8 @@ def run_local_telegram(tmp_dir, *, bots: int = 0, users: int = 0, seed_demo: boo
     flood_limits, delay_ms, jitter_ms: as in LocalTelegram (changeable later via control).
     rsa_key_file / reuse_test_key: by default a cached test key is reused (fast start).
     extra_args: more CLI arguments. Server logs go to TMP_DIR/localtg.log.
+    die_with_parent: the server gets SIGTERM when this process dies, even by SIGKILL (Linux
+        parent-death signal): the launcher's embedded server must not outlive it.
     """
     data_dir = Path(tmp_dir) / "localtg"
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -122,7 +131,8 @@ def run_local_telegram(tmp_dir, *, bots: int = 0, users: int = 0, seed_demo: boo
         full_env.update(env)
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(cmd, cwd=str(REPO_ROOT), stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True, env=full_env)
+                                start_new_session=True, env=full_env,
+                                preexec_fn=_die_with_parent if die_with_parent else None)
     control = None
     try:
         deadline = time.monotonic() + startup_timeout

@@ -98,25 +98,30 @@ def stop_fleet(fleet, sig=signal.SIGTERM, grace=30):
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
-    # thespian's admin daemonizes (setsid, double fork), so its processes are not in the
-    # launcher's session; they are forks of the launcher and keep its exact command line
-    # (which names this test's own config file).
-    mine = [sys.executable, "-m", "system.cli", "run", "--config", str(fleet.config)]
     left = []
     for _ in range(50):
-        left = []
-        for p in psutil.process_iter(["pid", "status", "cmdline"]):
-            try:
-                if p.info["cmdline"] == mine and p.info["status"] != psutil.STATUS_ZOMBIE:
-                    left.append(p)
-            except (psutil.NoSuchProcess, PermissionError):
-                continue
+        left = fleet_processes(fleet)
         if not left:
             break
         time.sleep(0.1)
     for p in left:
         p.kill()
     return proc.returncode, left
+
+
+def fleet_processes(fleet) -> list:
+    """Every live process of this fleet. thespian's admin daemonizes (setsid, double fork), so
+    its processes are not in the launcher's session; they are forks of the launcher and keep
+    its exact command line (which names this test's own config file)."""
+    mine = [sys.executable, "-m", "system.cli", "run", "--config", str(fleet.config)]
+    out = []
+    for p in psutil.process_iter(["pid", "status", "cmdline"]):
+        try:
+            if p.info["cmdline"] == mine and p.info["status"] != psutil.STATUS_ZOMBIE:
+                out.append(p)
+        except (psutil.NoSuchProcess, PermissionError):
+            continue
+    return out
 
 
 @pytest.fixture(params=["inprocess", "processes"])
