@@ -1,7 +1,4 @@
 """ops/ctl against a running fleet in a subprocess, on both bases, including bad input."""
-import json
-import os
-import socket
 import struct
 
 import msgpack
