@@ -12,12 +12,14 @@ The path of an update (why each step is here):
    the LRU alone then knows everything answered before. Otherwise updates dated before this
    bot started (+ a clock margin: only those can have been answered by a previous
    incarnation, typically GetDifference redeliveries after a restart) cost ONE `DedupCheck`
-   per batch before they are handled. Keys of newer updates are written to the store in the background every
-   DEDUP_RECORD_S and kept until the store confirms them. Batches are processed strictly in
-   arrival order; if the store has not answered within `store_timeout_s` the LRU decides alone
-   (counted), and a circuit breaker stops asking a store that keeps failing. This is
-   at-most-once: a key the store recorded whose answer was lost in a crash is not answered
-   again (the store's outbox is the tool for at-least-once).
+   per batch before they are handled. An update's key is written to the store (in the
+   background, every DEDUP_RECORD_S, kept until the store confirms it) once every action it
+   caused is done: sent, or dropped for good. So a crash between an answer and its record
+   gives at worst a duplicate within the dedup window, never a message left unanswered
+   (at-least-once for live updates; the per-batch DedupCheck of old updates records as it
+   checks). Batches are processed strictly in arrival order; if the store has not answered
+   within `store_timeout_s` the LRU decides alone (counted), and a circuit breaker stops asking
+   a store that keeps failing.
 2. `Pipeline.process` runs the handlers (a raising handler is counted, the rest go on).
 3. Actions go into ONE bounded queue (`Outbox`): FIFO per chat, `queue_max` actions waiting in
    total; a full queue refuses new actions with a counted, logged drop. `Publish` actions go to
@@ -84,6 +86,7 @@ DEDUP_CLOCK_MARGIN_S = 2.0     # messages up to this long after our start are ch
 DEDUP_RECORD_S = 0.05          # how often fresh dedup keys are written to the store
 DEDUP_RESEND_S = 1.0           # unconfirmed dedup records are sent again after this
 MAX_UNCONFIRMED = 1000         # dedup records waiting for the store's confirmation
+MAX_KEY_WAITS = 100_000        # updates whose actions are not done yet (then: record at once)
 DROP_LOG_EVERY_S = 5.0
 
 
@@ -167,10 +170,11 @@ def build_handlers(name: str, specs: list) -> list:
 # ---- the bounded queue and its accounting (no thespian here) --------------------------------
 
 class Item:
-    __slots__ = ("seq", "aid", "action", "chat", "attempts", "sent_at", "last_error")
+    __slots__ = ("seq", "aid", "action", "chat", "attempts", "sent_at", "last_error", "key")
 
-    def __init__(self, seq: int, action, chat: int) -> None:
+    def __init__(self, seq: int, action, chat: int, key=None) -> None:
         self.seq, self.action, self.chat = seq, action, chat
+        self.key = key           # dedup key of the update that caused it (recorded when done)
         self.aid = ""
         self.attempts = 0        # failed attempts so far
         self.sent_at = 0.0
@@ -203,7 +207,7 @@ class Outbox:
         self.dropped: Counter = Counter()
 
     # ---- in ---------------------------------------------------------------------------
-    def offer(self, action, chat: int) -> bool:
+    def offer(self, action, chat: int, key=None) -> bool:
         """Accept `action` into the queue; False (counted as a queue_full drop) when full."""
         self.accepted += 1
         if self.queued + len(self.retry_heap) >= self.queue_max:
@@ -212,7 +216,7 @@ class Outbox:
         q = self.queues.get(chat)
         if q is None:
             q = self.queues[chat] = deque()
-        q.append(Item(next(self._seq), action, chat))
+        q.append(Item(next(self._seq), action, chat, key))
         self.queued += 1
         return True
 
@@ -394,6 +398,7 @@ class BotActor(FleetActor):
                                             cfg["store_breaker_reset_s"])
         self._rids = itertools.count(1)
         self.record_keys: list = []    # fresh dedup keys not yet written to the store
+        self.key_waits: dict = {}      # update key -> its actions not done yet
         self.record_armed = False
         self.unconfirmed: dict = {}    # rid -> (keys, sent at): written, not yet confirmed
         self.resend_armed = False
@@ -469,25 +474,17 @@ class BotActor(FleetActor):
             self._drain()
             return
         if store is not None and updates:
-            lru = self.pipeline.dedup
             # Only a message older than this incarnation can have been answered by a previous
             # one (a redelivery after a restart), so only those cost a round trip to the store
-            # before they are handled. Newer keys are written to the store in the background
-            # (`dedup_record`, every DEDUP_RECORD_S), keeping the store off the hot path.
+            # before they are handled. Keys are written to the store in the background once
+            # their update's actions are done (`_accept`, `dedup_record`), off the hot path.
             # With every recorded key already in the LRU ("complete") no update needs the
-            # round trip: all keys not in the LRU are new and recorded in the background.
+            # round trip.
             if self.warm_state == "complete":
-                old, recent = [], updates
+                old = []
             else:
                 cutoff = self.started_at + DEDUP_CLOCK_MARGIN_S   # + skew between the clocks
                 old = [u for u in updates if not u.date or u.date < cutoff]
-                recent = [u for u in updates if u.date and u.date >= cutoff]
-            fresh = [k for u in recent for k in (update_key(u),) if k not in lru]
-            if fresh:
-                self.record_keys.extend(fresh)
-                if not self.record_armed:
-                    self.record_armed = True
-                    self.after("dedup_record", DEDUP_RECORD_S)
             # The store decides for every old key (not only those missing from the LRU): with
             # more recorded keys than the LRU holds, handling the batch can evict a key the LRU
             # vouched for before its turn comes.
@@ -611,7 +608,6 @@ class BotActor(FleetActor):
             self.after("dedup", max(0.0, due - time.monotonic()))
 
     def _process(self, entry: _Pending):
-        actions = []
         lru = self.pipeline.dedup
         for u in entry.updates:
             key = update_key(u)
@@ -619,8 +615,11 @@ class BotActor(FleetActor):
                 self.c["store_dedup_hits"] += 1   # answered before a restart
                 lru.seen(key)
                 continue
-            actions.extend(self.pipeline.process(u))
-        self._accept(actions)
+            if key in lru:
+                self.pipeline.process(u)          # counted as a dedup hit there
+                continue
+            self._accept(self.pipeline.process(u), key=key, pump=False)
+        self.pump()
 
     def on_BusEvent(self, msg: BusEvent, sender):
         self.c["events_in"] += 1
@@ -629,9 +628,12 @@ class BotActor(FleetActor):
         self._accept(self.pipeline.on_event(msg.topic, msg.payload))
 
     # ---- actions into the queue ------------------------------------------------------------
-    def _accept(self, actions: list):
-        if not actions:
-            return
+    def _accept(self, actions: list, key=None, pump: bool = True):
+        """Queue ACTIONS. KEY: the dedup key of the update that caused them; it is written to
+        the store once all of them are done (sent, or dropped for good): a crash before that
+        makes a redelivered update be handled again (at-least-once, a duplicate at worst),
+        never silently unanswered."""
+        queued = 0
         for action in actions:
             label = action_label(action)
             if isinstance(action, Publish):
@@ -645,14 +647,41 @@ class BotActor(FleetActor):
                 self._log_limited("no_chat", f"bot {self.name}: dropped {label}: it names "
                                              f"no chat ({type(action).__name__})")
                 continue
-            if not self.outbox.offer(action, chat):
+            if not self.outbox.offer(action, chat, key):
                 self.metrics.inc("tgfleet_bot_queue_drops_total", bot=self.name)
                 self.metrics.inc("tgfleet_bot_actions_total", bot=self.name, action=label,
                                  result="rejected")
                 self._log_limited("queue_full", f"bot {self.name}: queue full "
                                                 f"({self.cfg['queue_max']}): dropped {label} "
                                                 f"to chat {chat}")
-        self.pump()
+            else:
+                queued += 1
+        if key is not None:
+            if queued and len(self.key_waits) < MAX_KEY_WAITS:
+                self.key_waits[key] = self.key_waits.get(key, 0) + queued
+            else:
+                self._record_key(key)
+        if pump:
+            self.pump()
+
+    def _key_done(self, key):
+        """One action caused by update KEY is done for good."""
+        n = self.key_waits.get(key)
+        if n is None:
+            return
+        if n > 1:
+            self.key_waits[key] = n - 1
+        else:
+            del self.key_waits[key]
+            self._record_key(key)
+
+    def _record_key(self, key):
+        if self.env.get("store") is None:
+            return
+        self.record_keys.append(key)
+        if not self.record_armed:
+            self.record_armed = True
+            self.after("dedup_record", DEDUP_RECORD_S)
 
     def _publish(self, action: Publish):
         bus = self.env.get("eventbus")
@@ -752,6 +781,8 @@ class BotActor(FleetActor):
         ob = self.outbox
         for res in results:
             outcome, item, why = ob.complete(res)
+            if item is not None and outcome in ("ok", "drop"):
+                self._key_done(item.key)
             if item is None or outcome == "ok":
                 continue
             label = action_label(item.action)

@@ -73,6 +73,7 @@ import urllib.request
 from pathlib import Path
 
 from actors.handlers.base import Handler, caused_by
+from bench.tomlout import toml_value as _toml
 from messages.telegram import SendText
 
 REPO = Path(__file__).resolve().parents[1]
@@ -270,18 +271,6 @@ class LocalTG:
 
 # ---- the fleet ----------------------------------------------------------------------------------
 
-def _toml(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + "}"
-    raise TypeError(f"no TOML for {value!r}")
 
 
 class Fleet:
@@ -1209,7 +1198,6 @@ class ChaosRun:
         p = self.p
         rows = self.fresh_status() or []
         self.drops.scrape()
-        by = self.rows_by_path(rows)
         end_mem = self.memory("end")
         self.scan_processes()
         # the fleet: stop it, then look for anything left

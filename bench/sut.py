@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import harness
+from bench.tomlout import toml_value as _toml
 from system.boot import free_port
 from system.localtg.testing import run_local_telegram
 
@@ -190,19 +190,6 @@ class PyrogramComposeSUT(BaselineSUT):
         return cmd
 
 
-def _toml(value) -> str:
-    """A TOML value for str/int/float/bool/list/dict (JSON strings are valid TOML strings)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + "}"
-    raise TypeError(f"no TOML for {value!r}")
 
 
 class TgfleetSUT(SUT):

@@ -92,6 +92,9 @@ def test_raising_handler_is_counted_and_bot_keeps_going(bot_tree):
     tree.wait_sends("alpha", 2)
     tree.inject("alpha", [msg("alpha", 100, 2, "boom 2")])
     tree.wait_sends("alpha", 3)
+    # the ticker raises on the bot's periodic tick (tick_s): wait for one to have happened
+    tree.wait(lambda: tree.stats("alpha")["handler_errors"].get("ticker", 0) >= 1,
+              what="a tick of the raising ticker")
     s = tree.settle("alpha")
     assert s["handler_errors"]["raising"] == 2 and s["handler_errors"]["ticker"] >= 1
     assert texts(tree.sends("alpha")) == [(100, "> boom 1"), (100, "> boom 2"), (101, "> fine")]
