@@ -23,32 +23,13 @@ from __future__ import annotations
 
 import os
 
+from system.localtg.fingerprint import rsa_fingerprint
+
 LOGIN_CODE = "22222"
 DEFAULT_API_ID = 1
 DEFAULT_API_HASH = "0123456789abcdef0123456789abcdef"
 
 _registered: set = set()
-
-
-def _fingerprint(key) -> int:
-    """MTProto's RSA key fingerprint: the low 64 bits of SHA1(TL bytes n, TL bytes e), as the
-    signed little-endian int both libraries key their registries by."""
-    import hashlib
-    import struct
-
-    def tl_bytes(data: bytes) -> bytes:
-        if len(data) < 254:
-            head = bytes([len(data)])
-        else:
-            head = bytes([254]) + len(data).to_bytes(3, "little")
-        body = head + data
-        return body + b"\0" * (-len(body) % 4)
-
-    def to_bytes(n: int) -> bytes:
-        return n.to_bytes((n.bit_length() + 7) // 8, "big")
-
-    digest = hashlib.sha1(tl_bytes(to_bytes(key.n)) + tl_bytes(to_bytes(key.e))).digest()
-    return struct.unpack("<q", digest[-8:])[0]
 
 
 def register_rsa_key(pem: str, libraries=("telethon", "pyrogram")) -> None:
@@ -73,7 +54,7 @@ def register_rsa_key(pem: str, libraries=("telethon", "pyrogram")) -> None:
                 from pyrogram.crypto import rsa as p_rsa
             except ImportError:  # pyrogram is optional for telethon-only users
                 continue
-            p_rsa.server_public_keys[_fingerprint(key)] = p_rsa.PublicKey(key.n, key.e)
+            p_rsa.server_public_keys[rsa_fingerprint(key.n, key.e)] = p_rsa.PublicKey(key.n, key.e)
         else:
             raise ValueError(f"register_rsa_key: unknown library {library!r}")
         _registered.add((pem, library))

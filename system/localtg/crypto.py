@@ -17,10 +17,12 @@ from __future__ import annotations
 import os
 import struct
 import time
-from hashlib import sha1, sha256
+from hashlib import sha256
 
 import rsa
 from telethon.crypto import AES, AuthKey
+
+from system.localtg.fingerprint import rsa_fingerprint
 
 __all__ = [
     "DH_PRIME", "DH_G", "ServerRSAKey", "MsgIdGen", "auth_key_id", "decrypt_client_message",
@@ -47,22 +49,6 @@ class CryptoError(Exception):
     """A packet failed a cryptographic check (wrong key, bad msg_key, bad padding)."""
 
 
-def _tl_bytes(data: bytes) -> bytes:
-    """TL `bytes` serialization, used for the RSA fingerprint."""
-    n = len(data)
-    if n < 254:
-        head = bytes([n])
-        pad = (-(n + 1)) % 4
-    else:
-        head = bytes([254]) + n.to_bytes(3, "little")
-        pad = (-n) % 4
-    return head + data + b"\0" * pad
-
-
-def _int_bytes(value: int) -> bytes:
-    return value.to_bytes((value.bit_length() + 7) // 8, "big")
-
-
 class ServerRSAKey:
     """The server's RSA key pair: load from / save to PEM files, fingerprint, decrypt."""
 
@@ -71,9 +57,7 @@ class ServerRSAKey:
     def __init__(self, private: rsa.PrivateKey):
         self.private = private
         self.public = rsa.PublicKey(private.n, private.e)
-        self.fingerprint = struct.unpack(
-            "<q", sha1(_tl_bytes(_int_bytes(self.public.n)) + _tl_bytes(_int_bytes(self.public.e))).digest()[-8:]
-        )[0]
+        self.fingerprint = rsa_fingerprint(self.public.n, self.public.e)
 
     @property
     def public_pem(self) -> str:
