@@ -57,7 +57,6 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-import os
 import time
 import uuid
 from collections import Counter, OrderedDict, deque
@@ -74,6 +73,7 @@ from messages.telegram import IncomingMessage, Publish, UpdateBatch, action_chat
 from system import lane as lanes
 from system.breaker import CircuitBreaker
 from system.metrics_client import REPORT_INTERVAL, MetricsBuffer
+from system.procguard import in_own_process
 from system.retry import ERROR_KINDS, FATAL_KINDS, RetryPolicy
 
 ACTION_LABELS = {"SendText": "send_message", "SendMedia": "send_media",
@@ -416,7 +416,6 @@ class BotActor(FleetActor):
         self.topics = self.pipeline.subscriptions()
         self.lane = None                     # to the backend, when it offers one (lane.py)
         self.lane_address = ""
-        self.own_process = self.env.get("parent_pid") not in (None, os.getpid())
         # Dedup keys of previous incarnations: "loading" until the store answers DedupRecent,
         # then "complete" (the LRU holds all of them) or "partial" (old updates ask the store).
         self.warm_state = "partial"
@@ -887,7 +886,7 @@ class BotActor(FleetActor):
             self.flush_metrics()
 
     def on_BackendState(self, msg: BackendState, sender):
-        if msg.lane and self.own_process and msg.lane != self.lane_address:
+        if msg.lane and in_own_process() and msg.lane != self.lane_address:
             self._open_lane(msg.lane, msg.lane_token)
         was = self.connected
         self.connected = bool(msg.connected)

@@ -12,11 +12,12 @@ import signal
 
 from thespian.actors import ActorExitRequest
 
-from actors.supervisor import ONE_FOR_ONE, Supervisor, _pid_alive
+from actors.supervisor import ONE_FOR_ONE, Supervisor
 from messages.lifecycle import (ChildSpec, EnvUpdate, Started, Stop, TreeStatus,
                                 TreeStatusRequest)
 from messages.system import RootExited
 from system.metrics_client import tree_snapshot
+from system.procguard import in_own_process, pid_alive
 
 SERVICES = ("metrics", "store", "ratelimit", "eventbus", "bots", "control")
 LAUNCHER_CHECK_S = 1.0
@@ -78,7 +79,7 @@ class RootSupervisor(Supervisor):
         # actor process dies with its parent (procguard), so nothing is left.
         self.launcher_pid = self.env.get("launcher_pid") or 0
         self.launcher_gone = False
-        if self.launcher_pid and self.launcher_pid != os.getpid():
+        if self.launcher_pid and in_own_process():
             self.every("launcher", LAUNCHER_CHECK_S)
 
     def on_Started(self, msg: Started, sender):
@@ -99,7 +100,7 @@ class RootSupervisor(Supervisor):
 
     def on_timer(self, name):
         if name == "launcher":
-            if not self.launcher_gone and not _pid_alive(self.launcher_pid):
+            if not self.launcher_gone and not pid_alive(self.launcher_pid):
                 self.launcher_gone = True
                 self.cancel_timer("launcher")
                 self.log.error("root: the launcher (pid %d) is gone: stopping the fleet and "

@@ -27,12 +27,13 @@ from dataclasses import dataclass, field
 from thespian.actors import ActorExitRequest
 
 from actors.base import FleetActor
-from messages.lifecycle import (PERMANENT, TEMPORARY, TRANSIENT, AddChild, ChildCommand,
+from messages.lifecycle import (TEMPORARY, TRANSIENT, AddChild, ChildCommand,
                                 ChildAddress, ChildCommandResult, ChildInfo, ChildSpec, Crashed,
                                 EnvUpdate, Finished,
                                 LifecycleEvent, Probe, ProbeReply, Start, Started, StatusRow,
                                 Stop, TreeStatus, TreeStatusRequest, WhereIs)
 from system.backoff import Backoff
+from system.procguard import pid_alive
 
 ONE_FOR_ONE, ONE_FOR_ALL, REST_FOR_ONE = "one_for_one", "one_for_all", "rest_for_one"
 STRATEGIES = (ONE_FOR_ONE, ONE_FOR_ALL, REST_FOR_ONE)
@@ -55,18 +56,6 @@ class Child:
     probes_out: int = 0
     gen: int = 0
     backoff: Backoff = field(default_factory=Backoff)
-
-
-def _pid_alive(pid: int) -> bool:
-    """True while `pid` exists and is not a zombie waiting to be reaped."""
-    if not pid or pid == os.getpid():
-        return False
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            state = fh.read().rsplit(b")", 1)[1].split()[0]
-        return state not in (b"Z", b"X")
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return False
 
 
 def spec_from(obj) -> ChildSpec:
@@ -135,7 +124,7 @@ class Supervisor(FleetActor):
                 if child is None or child.state in ("running", "starting"):
                     self.ops.popleft()
                     continue
-                if _pid_alive(child.last_pid):
+                if pid_alive(child.last_pid):
                     # The old process still holds the session: wait until it is gone.
                     self.waiting = True
                     self.after("resume", 0.02)

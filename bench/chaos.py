@@ -74,6 +74,7 @@ from pathlib import Path
 
 from actors.handlers.base import Handler, caused_by
 from bench.tomlout import toml_value as _toml
+from system.procguard import pid_alive
 from messages.telegram import SendText
 
 REPO = Path(__file__).resolve().parents[1]
@@ -180,15 +181,6 @@ def role_of(path: str) -> str:
     if path.startswith("root/") and len(parts) == 2:
         return parts[1]
     return path
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            state = fh.read().rsplit(b")", 1)[1].split()[0]
-        return state not in (b"Z", b"X")
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return False
 
 
 def signal_pid(pid: int, sig) -> bool:

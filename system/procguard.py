@@ -33,6 +33,18 @@ def set_parent_death_signal(sig: int = signal.SIGKILL) -> bool:
         return False
 
 
+def pid_alive(pid: int) -> bool:
+    """True while another process `pid` exists and is not a zombie waiting to be reaped."""
+    if not pid or pid == os.getpid():
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            state = fh.read().rsplit(b")", 1)[1].split()[0]
+        return state not in (b"Z", b"X")
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+
+
 def in_own_process() -> bool:
     """True inside an actor process of the multiproc base (not the launcher/in-process main)."""
     main = os.environ.get(MAIN_PID_ENV)

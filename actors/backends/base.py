@@ -60,6 +60,7 @@ from system import lane as lanes
 from system.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
 from system.loopthread import LoopThread
 from system.metrics_client import REPORT_INTERVAL, MetricsBuffer
+from system.procguard import in_own_process
 
 LIBRARIES = ("telethon", "pyrogram", "tdlib")
 ACCOUNT_KINDS = ("bot", "user")
@@ -300,7 +301,7 @@ class BackendActor(FleetActor):
         # ActionResults out, ActionBatch in, without thespian's per-message cost.
         self.lane_listener = None
         self.bot_lane = None
-        if cfg["lanes"] and self.env.get("parent_pid") not in (None, os.getpid()):
+        if cfg["lanes"] and in_own_process():
             try:
                 self.lane_listener = lanes.LaneListener()
                 self.watch_fd(self.lane_listener.fd, self._lane_accept)
