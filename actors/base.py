@@ -40,6 +40,7 @@ class FleetActor(Actor):
         self.parent = None
         self.bridge: Bridge | None = None
         self._watched: dict = {}               # fd -> callback(), e.g. a lane (system/lane.py)
+        self._last_info = None                 # what report_info() last told the supervisor
         self.started_at = 0.0
         self._stopped = False
         # name -> [due (monotonic), period (0 = one-shot)]; see `_arm` for why one wake-up.
@@ -114,7 +115,7 @@ class FleetActor(Actor):
 
     def report_info(self, info: str):
         """Tell the supervisor this actor's one-line status for `ctl status` (only changes)."""
-        if info != getattr(self, "_last_info", None) and self.parent is not None:
+        if info != self._last_info and self.parent is not None:
             self._last_info = info
             self.send(self.parent, ChildInfo(self.child_id, info[:200]))
 

@@ -614,10 +614,8 @@ class BotActor(FleetActor):
                 self.c["store_dedup_hits"] += 1   # answered before a restart
                 lru.seen(key)
                 continue
-            if key in lru:
-                self.pipeline.process(u)          # counted as a dedup hit there
-                continue
-            self._accept(self.pipeline.process(u), key=key, pump=False)
+            known = key in lru        # a dedup hit: no actions, nothing new to record
+            self._accept(self.pipeline.process(u), key=None if known else key, pump=False)
         self.pump()
 
     def on_BusEvent(self, msg: BusEvent, sender):

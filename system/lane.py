@@ -49,8 +49,6 @@ class Lane:
         self._rbuf = bytearray()
         self._wbuf = bytearray()
         self.closed = False
-        self.sent = 0
-        self.received = 0
         # False on the accepting side until the hello checked out: the first frame is then
         # handed over as raw bytes, never unpickled.
         self.verified = True
@@ -75,10 +73,7 @@ class Lane:
             self.close()
             return False
         self.flush()
-        if self.closed:
-            return False
-        self.sent += 1
-        return True
+        return not self.closed
 
     def flush(self) -> bool:
         """Write what is pending; True when nothing is left."""
@@ -138,7 +133,6 @@ class Lane:
                 self.close()
                 break
         del buf[:pos]
-        self.received += len(out)
         return out
 
     def close(self) -> None:

@@ -56,6 +56,8 @@ class MetricsBuffer:
         self._process = process
         self._proc: psutil.Process | None = None
         self._proc_pid = 0
+        self._last_sig = None        # what the last flushed report contained (see flush)
+        self._last_sent = 0.0
         self._proc_labels = (("actor", source),)
 
     # ---- recording -------------------------------------------------------------------------
@@ -134,10 +136,11 @@ class MetricsBuffer:
         if not self._process:
             return []
         pid = os.getpid()
+        global _process_sample
         now = time.monotonic()
-        cached = _PROCESS_SAMPLE.get(pid)
-        if cached is not None and now - cached[0] < PROCESS_SAMPLE_S:
-            rss, cpu_s = cached[1], cached[2]
+        cached = _process_sample
+        if cached is not None and cached[0] == pid and now - cached[1] < PROCESS_SAMPLE_S:
+            rss, cpu_s = cached[2], cached[3]
         else:
             try:
                 if self._proc is None or self._proc_pid != pid:
@@ -148,8 +151,7 @@ class MetricsBuffer:
                 log.warning("%s: cannot read process metrics: %s", self.source, exc)
                 return []
             cpu_s = float(cpu.user + cpu.system)
-            _PROCESS_SAMPLE.clear()   # one process, one entry (a fork starts afresh)
-            _PROCESS_SAMPLE[pid] = (now, rss, cpu_s)
+            _process_sample = (pid, now, rss, cpu_s)
         return [(RSS_FAMILY, self._proc_labels, rss),
                 (CPU_FAMILY, self._proc_labels, cpu_s)]
 
@@ -175,16 +177,16 @@ class MetricsBuffer:
             return False
         now = time.monotonic()
         sig = self._signature()
-        if not force and sig == getattr(self, "_last_sig", None) and \
-                now - getattr(self, "_last_sent", 0.0) < self.IDLE_REPORT_S:
+        if not force and sig == self._last_sig and now - self._last_sent < self.IDLE_REPORT_S:
             return False
         self._last_sig, self._last_sent = sig, now
         actor.send(addr, self.report())
         return True
 
 
-# pid -> (monotonic time, rss bytes, cpu seconds) of the last /proc read in this process.
-_PROCESS_SAMPLE: dict = {}
+# (pid, monotonic time, rss bytes, cpu seconds) of the last /proc read in this process; the pid
+# tells a forked child that the sample it inherited is its parent's.
+_process_sample = None
 PROCESS_SAMPLE_S = 1.0
 
 
