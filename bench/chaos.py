@@ -821,6 +821,17 @@ class ChaosRun:
         now = time.monotonic()
         return sum(1 for t in self.faults_by_bot.get(name, []) if now - t < within)
 
+    def pick_part(self, fault: str, part: str):
+        """(bot name, path, status row) of PART ("bot", "backend") of a bot picked for FAULT,
+        or None (logged as a skipped fault) when no bot is eligible."""
+        rows = self.fresh_status()
+        name = self.pick_bot(rows, part) if rows else None
+        if name is None:
+            self.event(fault, target="-", ok=True, note=f"skipped: no eligible {part}")
+            return None
+        path = f"root/bots/{name}/{part}"
+        return name, path, self.rows_by_path(rows)[path]
+
     def pick_bot(self, rows, part: str | None) -> str | None:
         """A running bot with the fewest faults in the last minute (a bot group that restarts
         more than 5 times a minute is given up on: the schedule stays below that; a restart of
@@ -972,13 +983,11 @@ class ChaosRun:
                 self.note_bot_fault(name)
             self.tg.stall(secs, self.poll)
             return
-        rows = self.fresh_status()
-        name = self.pick_bot(rows, "backend") if rows else None
-        if name is None:
-            self.event("stall", target="-", ok=True, note="skipped: no eligible backend")
+        picked = self.pick_part("stall", "backend")
+        if picked is None:
             return
-        path = f"root/bots/{name}/backend"
-        pid = self.rows_by_path(rows)[path]["pid"]
+        name, path, row = picked
+        pid = row["pid"]
         if not self.is_fleet_actor(pid):
             self.event("stall", target=path, pid=pid, ok=False, note="pid is not a fleet actor")
             return
@@ -1110,13 +1119,10 @@ class ChaosRun:
             return {"ok": None, "error": f"{type(exc).__name__}: {exc}"[:80]}
 
     def fault_crash(self):
-        rows = self.fresh_status()
-        name = self.pick_bot(rows, "bot") if rows else None
-        if name is None:
-            self.event("crash", target="-", ok=True, note="skipped: no eligible bot")
+        picked = self.pick_part("crash", "bot")
+        if picked is None:
             return
-        path = f"root/bots/{name}/bot"
-        r = self.rows_by_path(rows)[path]
+        name, path, r = picked
         bot = next(b for b, n in self.bot_ids.items() if n == name)
         self.tg.control.send_as(self.ops_user, bot, CRASH_TRIGGER)
         self.note_bot_fault(name)

@@ -65,18 +65,24 @@ def restart_bot(tree, name):
               what="bot restarted")
 
 
-def test_store_dedup_survives_a_bot_restart(bot_tree, tmp_path):
-    tree = bot_tree([group_spec("alpha", ECHO)], store=str(tmp_path / "fleet.db"))
+def answer_restart_redeliver(tree):
+    """Three messages answered, the bot restarted, the three redelivered (as GetDifference
+    does after a restart) plus one new: exactly one more answer. Returns the bot's stats."""
     batch = [msg("alpha", 100 + i, 1, f"m{i}") for i in range(3)]
     tree.inject("alpha", batch)
     tree.wait_sends("alpha", 3)
     restart_bot(tree, "alpha")
-    # GetDifference after a restart redelivers what the old bot already answered
-    # the new incarnation loaded the 3 recorded keys into its LRU at start: no round trip
     tree.inject("alpha", batch + [msg("alpha", 200, 1, "new")])
     tree.wait_sends("alpha", 4)
     s = tree.settle("alpha")
     assert len(tree.sends("alpha")) == 4
+    return s
+
+
+def test_store_dedup_survives_a_bot_restart(bot_tree, tmp_path):
+    tree = bot_tree([group_spec("alpha", ECHO)], store=str(tmp_path / "fleet.db"))
+    # the new incarnation loaded the 3 recorded keys into its LRU at start: no round trip
+    s = answer_restart_redeliver(tree)
     assert s["dedup_keys_loaded"] == 3 and s["dedup_warm"] == "complete"
     assert s["dedup_hits"] == 3 and s["store_dedup_hits"] == 0 and s["sent"] == 1
     assert s["store_dedup_fallbacks"] == 0
@@ -92,14 +98,7 @@ def test_more_recorded_keys_than_the_lru_holds_ask_the_store(bot_tree, tmp_path)
     store hits, and only the new message is answered."""
     tree = bot_tree([group_spec("alpha", ECHO, dedup_size=2)],
                     store=str(tmp_path / "fleet.db"))
-    batch = [msg("alpha", 100 + i, 1, f"m{i}") for i in range(3)]
-    tree.inject("alpha", batch)
-    tree.wait_sends("alpha", 3)
-    restart_bot(tree, "alpha")
-    tree.inject("alpha", batch + [msg("alpha", 200, 1, "new")])
-    tree.wait_sends("alpha", 4)
-    s = tree.settle("alpha")
-    assert len(tree.sends("alpha")) == 4
+    s = answer_restart_redeliver(tree)
     assert s["dedup_keys_loaded"] == 2 and s["dedup_warm"] == "partial"
     assert s["store_dedup_hits"] == 3 and s["dedup_hits"] == 3 and s["sent"] == 1
 
