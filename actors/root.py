@@ -64,6 +64,12 @@ class RootSupervisor(Supervisor):
         os.makedirs(cfg["system"]["data_dir"], exist_ok=True)
         self.snapshot_pending = False
         self.env = dict(self.env, root=self.myAddress)   # every descendant can reach the root
+        # Processes base: thespian's admin daemonizes, so if the launcher is SIGKILLed nothing
+        # would end the admin and the actors under it. The root watches the launcher and, when
+        # it is gone, stops the tree in order and then ends the admin (its own parent); every
+        # actor process dies with its parent (procguard), so nothing is left.
+        self.launcher_pid = self.env.get("launcher_pid") or 0
+        self.launcher_gone = False
         super().on_start({
             "strategy": ONE_FOR_ONE,
             "intensity": sup["intensity"], "period": sup["period_s"],
@@ -73,12 +79,6 @@ class RootSupervisor(Supervisor):
             "children": args.get("children") or root_children(cfg),
         })
         self.every("snapshot", 5.0)   # changes push a snapshot at once (snapshot_soon)
-        # Processes base: thespian's admin daemonizes, so if the launcher is SIGKILLed nothing
-        # would end the admin and the actors under it. The root watches the launcher and, when
-        # it is gone, stops the tree in order and then ends the admin (its own parent); every
-        # actor process dies with its parent (procguard), so nothing is left.
-        self.launcher_pid = self.env.get("launcher_pid") or 0
-        self.launcher_gone = False
         if self.launcher_pid and in_own_process():
             self.every("launcher", LAUNCHER_CHECK_S)
 
@@ -138,6 +138,9 @@ class RootSupervisor(Supervisor):
         self.log.info("metrics on http://%s:%s/metrics", msg.host, msg.port)
 
     def finish_escalation(self, reason: str):
+        if self.launcher_gone:
+            self.end_admin()      # nobody is left to receive RootExited; leave nothing behind
+            return
         if self.parent is not None:
             self.send(self.parent, RootExited(1, reason))
         self._run_stop()
