@@ -14,6 +14,7 @@ from __future__ import annotations
 import heapq
 import logging
 import os
+import re
 import time
 import traceback
 
@@ -41,6 +42,7 @@ class FleetActor(Actor):
         self.bridge: Bridge | None = None
         self._watched: dict = {}               # fd -> callback(), e.g. a lane (system/lane.py)
         self._last_info = None                 # what report_info() last told the supervisor
+        self._last_info_at = 0.0
         self.started_at = 0.0
         self._stopped = False
         # name -> [due (monotonic), period (0 = one-shot)]; see `_arm` for why one wake-up.
@@ -113,11 +115,24 @@ class FleetActor(Actor):
         if not self.start_async:
             self.report_started()
 
+    # A status line whose numbers alone changed (queue=12 -> queue=15) is sent at most this
+    # often; a change in words (circuit=closed -> circuit=open) goes at once. Why: under load
+    # the numbers change on every report, and each ChildInfo costs the supervisor's process a
+    # thespian receive (fifty bots made their supervisors busier than the bots themselves).
+    INFO_NUMBERS_S = 10.0
+    _DIGITS = re.compile(r"\d+")
+
     def report_info(self, info: str):
         """Tell the supervisor this actor's one-line status for `ctl status` (only changes)."""
-        if info != self._last_info and self.parent is not None:
-            self._last_info = info
-            self.send(self.parent, ChildInfo(self.child_id, info[:200]))
+        last = self._last_info
+        if info == last or self.parent is None:
+            return
+        now = time.monotonic()
+        if last is not None and now - self._last_info_at < self.INFO_NUMBERS_S and \
+                self._DIGITS.sub("#", info) == self._DIGITS.sub("#", last):
+            return   # numbers only: the next report after INFO_NUMBERS_S carries them
+        self._last_info, self._last_info_at = info, now
+        self.send(self.parent, ChildInfo(self.child_id, info[:200]))
 
     def report_started(self):
         self.send(self.parent, Started(self.child_id, os.getpid(), self.kind))

@@ -13,7 +13,8 @@ The path of an update (why each step is here):
    bot started (+ a clock margin: only those can have been answered by a previous
    incarnation, typically GetDifference redeliveries after a restart) cost ONE `DedupCheck`
    per batch before they are handled. An update's key is written to the store (in the
-   background, every DEDUP_RECORD_S, kept until the store confirms it) once every action it
+   background, at most every DEDUP_RECORD_S with one record in flight, kept until the store
+   confirms it) once every action it
    caused is done: sent, or dropped for good. So a crash between an answer and its record
    gives at worst a duplicate within the dedup window, never a message left unanswered
    (at-least-once for live updates; the per-batch DedupCheck of old updates records as it
@@ -83,8 +84,8 @@ CHAT_KINDS = frozenset({"private", "group", "channel", "supergroup"})
 MAX_CHAT_KINDS = 10_000        # remembered chat kinds (for the limiter), LRU
 MAX_PENDING_BATCHES = 256      # batches waiting for the store's dedup answer
 DEDUP_CLOCK_MARGIN_S = 2.0     # messages up to this long after our start are checked too
-DEDUP_RECORD_S = 0.05          # how often fresh dedup keys are written to the store
-DEDUP_RESEND_S = 1.0           # unconfirmed dedup records are sent again after this
+DEDUP_RECORD_S = 0.25          # fresh dedup keys are written to the store at most this often
+DEDUP_RESEND_S = 3.0           # an unconfirmed dedup record is sent again after this
 MAX_UNCONFIRMED = 1000         # dedup records waiting for the store's confirmation
 MAX_KEY_WAITS = 100_000        # updates whose actions are not done yet (then: record at once)
 DROP_LOG_EVERY_S = 5.0
@@ -434,7 +435,7 @@ class BotActor(FleetActor):
             self.log.warning("bot %s: no backend in env (sibling.backend): actions will wait "
                              "in the queue", self.name)
         self.subscribe()
-        self.every("tick", cfg["tick_s"])
+        self._arm_tick()
         self.every("cleanup", cfg["cleanup_s"])
         self.every("flight", min(5.0, cfg["result_timeout_s"] / 2))
         if "metrics" in self.env:
@@ -504,12 +505,20 @@ class BotActor(FleetActor):
     def record_dedup_keys(self, keys=None):
         """Write fresh dedup keys to the store without waiting for it (also on stop). They are
         kept until the store confirms them and sent again after DEDUP_RESEND_S or when the
-        store moves, so a store restart does not open a window for duplicate answers."""
+        store moves, so a store restart does not open a window for duplicate answers.
+        One record is in flight at a time: keys that arrive meanwhile go out together when
+        the store confirms it. Why: fifty bots each writing every DEDUP_RECORD_S (and resending
+        what a busy store had not confirmed yet) fed the store faster than it answered, and
+        thespian's transport slows sharply once sends queue up (a retry storm)."""
+        store = self.env.get("store")
+        if store is None:
+            return
         if keys is None:
+            if self.unconfirmed and not self._stopped:
+                return   # the store's confirmation of the record in flight sends these
             keys = tuple(dict.fromkeys(self.record_keys))
             self.record_keys.clear()
-        store = self.env.get("store")
-        if not keys or store is None:
+        if not keys:
             return
         rid = f"{self.inst}-r{next(self._rids)}"
         self.unconfirmed[rid] = (keys, time.monotonic())
@@ -522,10 +531,19 @@ class BotActor(FleetActor):
             self.after("dedup_resend", DEDUP_RESEND_S)
 
     def resend_dedup_keys(self, older_than: float):
+        """Send the unconfirmed records older than `older_than` again, as one record."""
         now = time.monotonic()
+        keys: dict = {}
         for rid in [r for r, (_, t) in self.unconfirmed.items() if now - t >= older_than]:
-            keys, _ = self.unconfirmed.pop(rid)
-            self.record_dedup_keys(keys)
+            keys.update(dict.fromkeys(self.unconfirmed.pop(rid)[0]))
+        if keys:
+            self.record_dedup_keys(tuple(keys))
+
+    def _record_confirmed(self, rid: str):
+        self.unconfirmed.pop(rid, None)
+        if self.record_keys and not self.unconfirmed and not self.record_armed:
+            self.record_armed = True
+            self.after("dedup_record", DEDUP_RECORD_S)
 
     def _note_chat(self, chat_id: int, kind: str):
         kinds = self.chat_kinds
@@ -540,7 +558,7 @@ class BotActor(FleetActor):
             return
         if msg.request_id.startswith(f"{self.inst}-r"):
             if msg.ok:
-                self.unconfirmed.pop(msg.request_id, None)
+                self._record_confirmed(msg.request_id)
             else:            # kept in `unconfirmed`: sent again by the dedup_resend timer
                 self.c["store_dedup_errors"] += 1
             return
@@ -616,6 +634,7 @@ class BotActor(FleetActor):
                 continue
             known = key in lru        # a dedup hit: no actions, nothing new to record
             self._accept(self.pipeline.process(u), key=None if known else key, pump=False)
+        self._arm_tick()
         self.pump()
 
     def on_BusEvent(self, msg: BusEvent, sender):
@@ -623,6 +642,12 @@ class BotActor(FleetActor):
         if msg.source == self.name:
             return   # the bus never echoes, but a misrouted event must not loop
         self._accept(self.pipeline.on_event(msg.topic, msg.payload))
+        self._arm_tick()
+
+    def _arm_tick(self):
+        """Tick while a handler has time-based work waiting, and only then."""
+        if "tick" not in self._timers and self.pipeline.needs_tick():
+            self.every("tick", self.cfg["tick_s"])
 
     # ---- actions into the queue ------------------------------------------------------------
     def _accept(self, actions: list, key=None, pump: bool = True):
@@ -823,6 +848,8 @@ class BotActor(FleetActor):
             lanes.flush_or_retry(self, self.lane, self._close_lane)
         elif name == "tick":
             self._accept(self.pipeline.tick())
+            if not self.pipeline.needs_tick():
+                self.cancel_timer("tick")
         elif name == "grant":
             self.grant_wait = False
             self.pump()
@@ -964,6 +991,8 @@ class BotActor(FleetActor):
             "store_dedup_skipped": c["store_dedup_skipped"],
             "store_late_replies": c["store_late_replies"],
             "dedup_keys_loaded": c["dedup_keys_loaded"], "dedup_warm": self.warm_state,
+            "dedup_records_in_flight": len(self.unconfirmed),
+            "dedup_keys_waiting": len(self.record_keys), "ticking": "tick" in self._timers,
             "store_breaker": self.store_breaker.state,
             "handler_errors": dict(p.handler_errors), "actions": dict(p.actions),
             "events_in": c["events_in"], "grant_requests": c["grant_requests"],

@@ -118,6 +118,9 @@ class ForwardHandler(Handler):
         group.last_at = ctx.now
         return []
 
+    def needs_tick(self):
+        return bool(self._pending)
+
     def tick(self, now, ctx):
         ready = [key for key, group in self._pending.items()
                  if now - group.last_at >= self.group_window_s]

@@ -111,6 +111,17 @@ class Pipeline:
             self._collect(handler, result, None, out)
         return out
 
+    def needs_tick(self) -> bool:
+        """True while some handler has time-based work waiting (see Handler.needs_tick)."""
+        for handler in self.handlers:
+            try:
+                if handler.needs_tick():
+                    return True
+            except Exception:
+                self._failed(handler, "needs_tick")
+                return True
+        return False
+
     def on_event(self, topic: str, payload: dict) -> list[Action]:
         """Deliver an event-bus event to the handlers subscribed to `topic` (or to '*')."""
         ctx = self.ctx

@@ -73,6 +73,9 @@ class RelayHandler(Handler):
         self.relayed += 1
         return [SendText(chat_id=self.peer, text=update.text, **caused_by(update))]
 
+    def needs_tick(self):
+        return bool(self._pending)
+
     def tick(self, now, ctx):
         self._expire(now)
         return []

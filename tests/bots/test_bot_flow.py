@@ -39,6 +39,7 @@ def test_autoreply_rules_private_and_opted_in_group(bot_tree):
     s = tree.settle("alpha")
     assert texts(tree.sends("alpha")) == [(-100500, "10$"), (11, "Hi hello!"), (12, "?")]
     assert s["sent"] == 3 and s["handler_errors"] == {}
+    assert not s["ticking"]     # no handler here has time-based work: no wake-ups for it
     assert_accounting(s)
 
 
@@ -57,6 +58,8 @@ def test_forward_sends_a_media_group_as_one_forward(bot_tree):
     assert fwds == [(-100301, (1,)), (-100301, (2, 3, 4)), (-100300, (1,)), (-100300, (2, 3, 4))]
     assert s["handlers"]["forward"]["groups_flushed"] == 1
     assert s["handlers"]["forward"]["skipped_empty"] == 1
+    # the album needed the tick (it was flushed by it); with nothing pending the bot stops it
+    tree.wait(lambda: not tree.stats("alpha")["ticking"], what="the tick stopped")
     assert_accounting(s)
 
 

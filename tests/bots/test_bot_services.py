@@ -128,6 +128,19 @@ def test_store_that_keeps_failing_is_not_asked_for_a_while(bot_tree):
     assert s["store_breaker"] == "open" and s["sent"] == 4
 
 
+def test_one_dedup_record_in_flight_while_the_store_has_not_confirmed(bot_tree):
+    """The store does not confirm the first record: the keys of the later answers wait for it
+    instead of going out as a record each (which fed a busy store faster than it answered)."""
+    tree = bot_tree([group_spec("alpha", ECHO, store_timeout_s=0.2)], store="silent")
+    for i in range(3):
+        tree.inject("alpha", [msg("alpha", 100 + i, 1, f"m{i}")])
+        tree.wait_sends("alpha", i + 1)
+        time.sleep(0.1)   # > DEDUP_RECORD_S: without the window each key is its own record
+    s = tree.wait(lambda: (lambda s: s if s["dedup_keys_waiting"] == 2 else None)(
+        tree.stats("alpha")), what="two keys waiting behind the unconfirmed record")
+    assert s["dedup_records_in_flight"] == 1 and s["sent"] == 3
+
+
 def _next_event(fleet, timeout=5.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -165,16 +165,18 @@ def test_forward_media_group_is_one_forward_per_target(ctx, make_msg):
     h = ForwardHandler(FWD)
     parts = [channel_post(make_msg, message_id=mid, grouped_id=77, text="",
                           media=MediaRef(kind="photo")) for mid in (21, 20, 22)]
+    assert not h.needs_tick()
     for i, part in enumerate(parts):
         ctx.now = 100.0 + i * 0.2
         assert h.handle(part, ctx) == []
+    assert h.needs_tick()                                # an album waits for its window
     assert h.handle(parts[1], ctx) == []                 # redelivered part: not added twice
     assert h.tick(ctx.now + 0.49, ctx) == []             # window counts from the LAST part
     out = h.tick(ctx.now + 0.5, ctx)
     assert out == [ForwardMessages(from_chat_id=-1001, message_ids=(20, 21, 22), to_chat_id=t,
                                    origin=parts[0].update_id, received_at=parts[0].received_at)
                    for t in (-2001, -2002)]
-    assert h.tick(ctx.now + 10, ctx) == []
+    assert h.tick(ctx.now + 10, ctx) == [] and not h.needs_tick()
     st = h.stats()
     assert st["groups_flushed"] == 1 and st["pending_groups"] == 0 and st["forwarded"] == 2
 
@@ -214,7 +216,9 @@ PEER = 5555
 def test_relay_round_trip_in_fifo_order(ctx, make_msg):
     h = RelayHandler({"peer": PEER, "timeout_s": 60})
     q1, q2 = make_msg(chat_id=1, text="q1"), make_msg(chat_id=2, text="q2")
+    assert not h.needs_tick()
     out1 = h.handle(q1, ctx)
+    assert h.needs_tick()            # a question waits for its answer or its timeout
     assert out1 == [SendText(chat_id=PEER, text="q1", origin=q1.update_id,
                              received_at=q1.received_at)]
     h.handle(q2, ctx)
@@ -223,7 +227,7 @@ def test_relay_round_trip_in_fifo_order(ctx, make_msg):
     out = h.handle(a1, ctx) + h.handle(a2, ctx)
     assert [(a.chat_id, a.text) for a in out] == [(1, "a1"), (2, "a2")]
     assert out[0].origin == a1.update_id and out[0].received_at == 2000.0
-    assert h.stats()["answered"] == 2 and h.pending() == 0
+    assert h.stats()["answered"] == 2 and h.pending() == 0 and not h.needs_tick()
 
 
 def test_relay_timeout_and_unmatched(ctx, make_msg):
@@ -329,3 +333,11 @@ def test_base_handler_defaults(ctx, make_msg):
         h.handle(make_msg(), ctx)
     assert h.tick(0.0, ctx) == [] and h.on_event("t", {}, ctx) == []
     assert h.subscriptions() == () and h.stats() == {}
+    assert not h.needs_tick()      # nothing time-based: the bot does not tick for it
+
+
+def test_a_handler_that_overrides_only_tick_is_ticked_all_the_time():
+    class Clock(Handler):
+        def tick(self, now, ctx):
+            return []
+    assert Clock({}).needs_tick()

@@ -176,3 +176,15 @@ def test_state_via_context_and_cleanup(make_msg, clock):
 def test_rejects_non_handlers():
     with pytest.raises(ValueError, match="not a Handler"):
         Pipeline("b1", 0, [object()])
+
+
+def test_pipeline_needs_tick_only_while_a_handler_has_time_based_work(make_msg):
+    echo = load_handler("echo", {})
+    assert not Pipeline("b", 1, [echo]).needs_tick()
+    assert Pipeline("b", 1, [echo, Boom({})]).needs_tick()   # overrides tick: always ticked
+
+    class BrokenNeedsTick(Handler):
+        def needs_tick(self):
+            raise RuntimeError("needs_tick bug")
+    p = Pipeline("b", 1, [BrokenNeedsTick({})])
+    assert p.needs_tick() and p.handler_errors      # a bug there errs on the side of ticking
