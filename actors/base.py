@@ -180,6 +180,11 @@ class FleetActor(Actor):
     def after(self, name: str, delay: float):
         self._arm(name, delay, 0.0)
 
+    def after_unless_armed(self, name: str, delay: float):
+        """`after()`, unless the timer is already armed (then it keeps its earlier due time)."""
+        if name not in self._timers:
+            self.after(name, delay)
+
     def cancel_timer(self, name: str):
         self._timers.pop(name, None)
 

@@ -400,9 +400,7 @@ class BotActor(FleetActor):
         self._rids = itertools.count(1)
         self.record_keys: list = []    # fresh dedup keys not yet written to the store
         self.key_waits: dict = {}      # update key -> its actions not done yet
-        self.record_armed = False
         self.unconfirmed: dict = {}    # rid -> (keys, sent at): written, not yet confirmed
-        self.resend_armed = False
         self.connected = None                # unknown until the backend says
         self.self_id = 0
         self.last_update_at = None
@@ -526,9 +524,8 @@ class BotActor(FleetActor):
             self.unconfirmed.pop(next(iter(self.unconfirmed)))
             self.c["store_dedup_errors"] += 1
         self.send(store, DedupCheck(rid, self.name, keys))
-        if not self.resend_armed and not self._stopped:
-            self.resend_armed = True
-            self.after("dedup_resend", DEDUP_RESEND_S)
+        if not self._stopped:
+            self.after_unless_armed("dedup_resend", DEDUP_RESEND_S)
 
     def resend_dedup_keys(self, older_than: float):
         """Send the unconfirmed records older than `older_than` again, as one record."""
@@ -541,9 +538,8 @@ class BotActor(FleetActor):
 
     def _record_confirmed(self, rid: str):
         self.unconfirmed.pop(rid, None)
-        if self.record_keys and not self.unconfirmed and not self.record_armed:
-            self.record_armed = True
-            self.after("dedup_record", DEDUP_RECORD_S)
+        if self.record_keys and not self.unconfirmed:
+            self.after_unless_armed("dedup_record", DEDUP_RECORD_S)
 
     def _note_chat(self, chat_id: int, kind: str):
         kinds = self.chat_kinds
@@ -701,9 +697,7 @@ class BotActor(FleetActor):
         if self.env.get("store") is None:
             return
         self.record_keys.append(key)
-        if not self.record_armed:
-            self.record_armed = True
-            self.after("dedup_record", DEDUP_RECORD_S)
+        self.after_unless_armed("dedup_record", DEDUP_RECORD_S)
 
     def _publish(self, action: Publish):
         bus = self.env.get("eventbus")
@@ -873,14 +867,11 @@ class BotActor(FleetActor):
             self._arm_retry()
             self.pump()
         elif name == "dedup_record":
-            self.record_armed = False
             self.record_dedup_keys()
         elif name == "dedup_resend":
-            self.resend_armed = False
             self.resend_dedup_keys(DEDUP_RESEND_S)
             if self.unconfirmed and not self._stopped:
-                self.resend_armed = True
-                self.after("dedup_resend", DEDUP_RESEND_S)
+                self.after_unless_armed("dedup_resend", DEDUP_RESEND_S)
         elif name == "dedup":
             self.dedup_due = None
             now = time.monotonic()

@@ -3,6 +3,7 @@ that survives a restart through the store, a store that does not answer, a bot w
 config is invalid failing alone; and the EventBus's own rules."""
 import time
 
+from actors.bot import DEDUP_RECORD_S
 from messages.backend import BusEvent, PublishEvent, SubscribeTopics, UnsubscribeAll
 from messages.lifecycle import TEMPORARY, ChildCommand, ChildCommandResult
 from tests.bots.helpers import assert_accounting, group_spec, msg
@@ -135,7 +136,7 @@ def test_one_dedup_record_in_flight_while_the_store_has_not_confirmed(bot_tree):
     for i in range(3):
         tree.inject("alpha", [msg("alpha", 100 + i, 1, f"m{i}")])
         tree.wait_sends("alpha", i + 1)
-        time.sleep(0.1)   # > DEDUP_RECORD_S: without the window each key is its own record
+        time.sleep(DEDUP_RECORD_S + 0.05)   # without the window each key is its own record
     s = tree.wait(lambda: (lambda s: s if s["dedup_keys_waiting"] == 2 else None)(
         tree.stats("alpha")), what="two keys waiting behind the unconfirmed record")
     assert s["dedup_records_in_flight"] == 1 and s["sent"] == 3
