@@ -15,6 +15,8 @@ import re
 import tomllib
 from typing import Any
 
+from system import affinity
+
 
 class ConfigError(ValueError):
     """A configuration value is missing, of the wrong type or out of range."""
@@ -27,6 +29,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "bind_host": "127.0.0.1",     # every listener binds here
         "data_dir": "./var",
         "shutdown_timeout_s": 15.0,
+        "cpu_affinity": "auto",       # auto | none | cores like "1" or "0,2-3" (system/affinity.py)
     },
     "control": {
         "port": 19501,                # ctl admin socket (msgpack frames, token-authenticated)
@@ -147,6 +150,10 @@ def load_config(path: str | None = None, env: dict | None = None) -> dict:
         port = cfg[section][key]
         if not 0 <= port <= 65535:
             raise ConfigError(f"{section}.{key}: expected a port 0-65535, got {port}")
+    try:
+        affinity.parse(cfg["system"]["cpu_affinity"])
+    except affinity.AffinityError as exc:
+        raise ConfigError(f"system.cpu_affinity: {exc}") from None
     data_dir = cfg["system"]["data_dir"]
     cfg["store"]["path"] = cfg["store"]["path"] or os.path.join(data_dir, "tgfleet.db")
     cfg["control"]["token_file"] = (cfg["control"]["token_file"]

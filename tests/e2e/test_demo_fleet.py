@@ -1,12 +1,37 @@
 """The embedded demo as an operator meets it: `run` reaches "10 of 10 bots running", the crowd
 gets answers, ctl status shows the bots, and ctl stop/start/restart show up in /metrics within
 a second (read with prometheus-client's own parser)."""
+import os
 import time
 
+import psutil
 import pytest
 
 from tests.e2e.helpers import localtg_of, metric, scrape, wait_until
 from tests.ops.conftest import start_fleet, stop_fleet
+
+
+def check_cores_and_heap(fleet, base):
+    """system.cpu_affinity = "auto": the in-process fleet, every thread of it, runs on one core
+    (system/affinity.py) and the local Telegram it started does not; the processes base is
+    left to the scheduler. Once every bot runs, the heap is settled (gc.freeze)."""
+    usable = os.sched_getaffinity(0)
+    launcher = psutil.Process(fleet.proc.pid)
+    threads = [t.id for t in launcher.threads()]
+    cores = {tuple(sorted(os.sched_getaffinity(tid))) for tid in threads}
+    if base == "inprocess" and len(usable) > 1:
+        assert len(threads) > 10, threads      # the backends' loop threads, store, metrics...
+        assert len(cores) == 1 and len(next(iter(cores))) == 1, cores
+        core = next(iter(cores))[0]
+        assert f"cores {core}," in fleet.output()
+        tg = [c for c in launcher.children() if "localtg" in " ".join(c.cmdline())]
+        assert tg and all(set(os.sched_getaffinity(c.pid)) == usable for c in tg), tg
+    else:
+        cores |= {tuple(sorted(os.sched_getaffinity(p.pid)))
+                  for p in launcher.children(recursive=True)}      # the actor processes
+        assert cores == {tuple(sorted(usable))}, cores
+        assert "cores any," in fleet.output()
+    wait_until(lambda: "objects frozen" in fleet.output(), 10, what="heap settled")
 
 
 @pytest.mark.parametrize("base", ["inprocess", "processes"])
@@ -19,6 +44,7 @@ def test_demo_fleet_answers_and_reports(tmp_path, base):
         stats = wait_until(lambda: (lambda s: s if s["answered"] >= 20 else None)(
             tg.crowd_stats()), 60, what="20 crowd messages answered")
         assert stats["duplicates"] == 0
+        check_cores_and_heap(fleet, base)
 
         code, out, err = fleet.ctl_json("status")
         assert code == 0, err
