@@ -18,6 +18,7 @@ from thespian.actors import ActorSystem
 
 from system.loopback import bind_loopback
 from system.procguard import MAIN_PID_ENV
+from system import framestack
 from system.runner import InProcessRunner
 
 BASES = ("inprocess", "processes")
@@ -80,6 +81,7 @@ class FleetSystem:
             if port_open(bind_host, self.admin_port):
                 raise RuntimeError(f"admin port {bind_host}:{self.admin_port} is already in use "
                                    "(another tgfleet system is running?)")
+            framestack.pad_thespian_processes()
             caps = {"Admin Port": self.admin_port}
             caps.update(capabilities or {})
             self.asys = ActorSystem("multiprocTCPBase", caps, logDefs=defs,
