@@ -262,10 +262,10 @@ class Launcher:
                     up, total = self.bots_running(st)
                     if (up, total) != last_progress:
                         last_progress = (up, total)
-                        print(f"{up} of {total} bots running", flush=True)
                         if total and up == total and not self.heap_settled:
                             self.heap_settled = True
                             print(f"heap settled: {settle_heap()} objects frozen", flush=True)
+                        print(f"{up} of {total} bots running", flush=True)
                     if self.demo and not crowd_started and total and up == total:
                         crowd_started = True
                         lt = self.cfg["localtg"]

@@ -97,5 +97,8 @@ def test_circuit_opens_while_telegram_is_gone_and_closes_after(inprocess_fleet,
             group.act((aid, SendText(chat_id=user["user_id"], text="back")))
             return group.results([aid])[aid].ok
         fleet.poll(delivered, 30, "an action delivered after the server came back")
-        assert group.stats()["circuit"] == "closed"
+        # A health check that timed out while the server was gone may still land after that
+        # delivery and open the circuit once more; the next health check closes it again.
+        fleet.poll(lambda: group.stats()["circuit"] == "closed", 15,
+                   "the circuit closed after the server came back")
         assert any(m["text"] == "back" for m in second.control.received(user["user_id"]))

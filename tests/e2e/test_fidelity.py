@@ -13,7 +13,7 @@ arrival at the server varies by up to a second there, which bunches sends): see 
 """
 import time
 
-from tests.e2e.helpers import localtg_of
+from tests.e2e.helpers import localtg_of, wait_until
 from tests.ops.conftest import start_fleet, stop_fleet
 
 BOTS, USERS = 10, 10
@@ -28,7 +28,9 @@ def test_ten_flooded_bots_get_no_flood_wait_and_90_percent(tmp_path):
                         wait_for=f"{BOTS} of {BOTS} bots running", timeout=120)
     try:
         tg = localtg_of(fleet)
-        tg.crowd_stop()          # replace the demo crowd by the flood
+        # the launcher starts the demo crowd just after that line: replace it by the flood
+        wait_until(lambda: "crowd:" in fleet.output(), 20, what="demo crowd start")
+        tg.crowd_stop()
         bot_ids = [a["user_id"] for a in tg.accounts()
                    if a.get("kind") == "bot" and a.get("username", "").startswith("demo")]
         assert len(bot_ids) == BOTS
