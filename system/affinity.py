@@ -11,7 +11,8 @@ costs nothing but the parallel native work (TDLib's own threads, SQLite): set
 
 Setting (`system.cpu_affinity`, env `TGFLEET_SYSTEM_CPU_AFFINITY`):
 - "auto" (default): in-process base on a machine with 2+ usable cores: one core, picked by
-  process id so that several fleets on one host spread out; processes base: unchanged;
+  process id (several fleets on one host usually land on different cores; name the cores to
+  be sure); processes base: unchanged;
 - "none": unchanged (the scheduler decides);
 - a list such as "1" or "0,2-3": those cores, on either base (actor processes inherit it).
 """

@@ -142,6 +142,9 @@ def settle_heap() -> int:
     """Once the fleet is up: collect, then move what survived (modules, actors, clients) out
     of the collector's reach with `gc.freeze()`.
 
+    In-process base only: on the processes base the fleet lives in the actor processes, whose
+    shared modules `preload_for_fork` froze before forking.
+
     Why: a full (generation 2) collection walks every tracked object. With Telethon, Pyrogram
     and the whole fleet in one process that took up to 49 ms here, and on the in-process base
     it stops every bot at once: at 500 msg/s it was the p99 (10-17 ms, max 33-42 ms). Frozen
@@ -193,7 +196,7 @@ class Launcher:
         try:
             self.cpus = affinity.apply(cfg["system"]["cpu_affinity"], self.base)
         except affinity.AffinityError as exc:
-            raise RuntimeError(f"system.cpu_affinity: {exc}") from None
+            raise ConfigError(f"system.cpu_affinity: {exc}") from None
         logs = cfg["log"]
         self.fs = FleetSystem(self.base, admin_port=cfg["system"]["admin_port"],
                               bind_host=cfg["system"]["bind_host"],
@@ -262,7 +265,8 @@ class Launcher:
                     up, total = self.bots_running(st)
                     if (up, total) != last_progress:
                         last_progress = (up, total)
-                        if total and up == total and not self.heap_settled:
+                        if total and up == total and not self.heap_settled \
+                                and self.base == "inprocess":
                             self.heap_settled = True
                             print(f"heap settled: {settle_heap()} objects frozen", flush=True)
                         print(f"{up} of {total} bots running", flush=True)
@@ -330,6 +334,10 @@ def main(argv: list[str] | None = None) -> int:
     launcher = Launcher(cfg, args.base)
     try:
         return launcher.run()
+    except ConfigError as exc:        # found only at start, e.g. cores this machine lacks
+        print(f"config error: {exc}", file=sys.stderr)
+        launcher.shutdown_rest()
+        return 2
     except Exception:
         log.exception("tgfleet failed")
         launcher.shutdown_rest()

@@ -14,7 +14,7 @@ from tests.ops.conftest import start_fleet, stop_fleet
 def check_cores_and_heap(fleet, base):
     """system.cpu_affinity = "auto": the in-process fleet, every thread of it, runs on one core
     (system/affinity.py) and the local Telegram it started does not; the processes base is
-    left to the scheduler. Once every bot runs, the heap is settled (gc.freeze)."""
+    left to the scheduler. Once every bot runs, the in-process heap is settled (gc.freeze)."""
     usable = os.sched_getaffinity(0)
     launcher = psutil.Process(fleet.proc.pid)
     threads = [t.id for t in launcher.threads()]
@@ -26,12 +26,13 @@ def check_cores_and_heap(fleet, base):
         assert f"cores {core}," in fleet.output()
         tg = [c for c in launcher.children() if "localtg" in " ".join(c.cmdline())]
         assert tg and all(set(os.sched_getaffinity(c.pid)) == usable for c in tg), tg
+        assert "objects frozen" in fleet.output()   # printed before "10 of 10 bots running"
     else:
         cores |= {tuple(sorted(os.sched_getaffinity(p.pid)))
                   for p in launcher.children(recursive=True)}      # the actor processes
         assert cores == {tuple(sorted(usable))}, cores
         assert "cores any," in fleet.output()
-    wait_until(lambda: "objects frozen" in fleet.output(), 10, what="heap settled")
+        assert "objects frozen" not in fleet.output()
 
 
 @pytest.mark.parametrize("base", ["inprocess", "processes"])

@@ -24,7 +24,7 @@ def _worst_faults_per_depth(padded: bool) -> tuple[int, int]:
             faults = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt - before
             worst = max(worst, (faults, depth))
         out["worst"] = worst
-    t = threading.Thread(target=(lambda: framestack.run_padded(body)) if padded else body)
+    t = threading.Thread(target=framestack.padded(body) if padded else body)
     t.start()
     t.join(60)
     return out["worst"]
@@ -38,7 +38,7 @@ def test_a_loop_across_a_chunk_boundary_faults_every_pass_unless_padded():
 
 
 def test_padded_calls_pass_arguments_and_results_through():
-    assert framestack.run_padded(lambda a, b=0: a + b, 2, b=3) == 5
+    assert framestack.padded(lambda a, b=0: a + b)(2, b=3) == 5
 
     @framestack.padded
     def f(x):
