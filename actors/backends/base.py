@@ -87,6 +87,10 @@ DEFAULTS = {
     "action_timeout_s": 60.0,      # one action may not hang longer than this
     "max_buffered_updates": 10_000,  # kept until a bot attaches; older ones are dropped
     "batch_max": 500,              # updates / results per message to the bot
+    # Reading from Telegram pauses while the library holds more than `high` undispatched
+    # updates, until it is down to `low` (actors/backends/readgate.py).
+    "update_backlog_high": 256,
+    "update_backlog_low": 64,
     "breaker_threshold": 5,        # consecutive network failures that open the circuit
     "breaker_reset_s": 5.0,        # open -> half-open after this long
     "reconnect_base_s": 0.5,
@@ -189,10 +193,15 @@ def backend_config(args: dict, library: str) -> dict:
             raise ValueError(f"backend {name}: 'server' must be {{host, port[, "
                              f"rsa_public_key]}}, got {server!r}")
         cfg["server"] = dict(server, port=int(server["port"]))
-    for key in ("max_in_flight", "max_buffered_updates", "batch_max", "breaker_threshold"):
+    for key in ("max_in_flight", "max_buffered_updates", "batch_max", "breaker_threshold",
+                "update_backlog_high"):
         cfg[key] = int(cfg[key])
         if cfg[key] < 1:
             raise ValueError(f"backend {name}: {key} must be >= 1")
+    cfg["update_backlog_low"] = int(cfg["update_backlog_low"])
+    if not 0 <= cfg["update_backlog_low"] < cfg["update_backlog_high"]:
+        raise ValueError(f"backend {name}: update_backlog_low must be >= 0 and below "
+                         f"update_backlog_high ({cfg['update_backlog_high']})")
     for key in ("health_interval_s", "stall_after_s", "session_save_s", "action_timeout_s",
                 "breaker_reset_s", "reconnect_base_s", "reconnect_max_s", "store_timeout_s",
                 "stop_timeout_s"):
@@ -1038,9 +1047,11 @@ class AsyncioBackend(BackendActor):
         return blob
 
     def engine_stats(self):
+        gate = getattr(self, "read_gate", None)
         return {"clients_created": getattr(self, "clients_created", 0),
                 "max_in_flight": getattr(self, "lib_max_in_flight", 0),
-                "caller_threads": len(getattr(self, "_caller_threads", ()))}
+                "caller_threads": len(getattr(self, "_caller_threads", ())),
+                **(gate.stats() if gate is not None else {})}
 
     def push_update(self, message):
         """Library handlers (loop thread) hand an IncomingMessage to the actor."""

@@ -26,12 +26,14 @@ import time
 from pyrogram import Client, enums, errors, raw
 from pyrogram import types as ptypes
 from pyrogram.handlers import MessageHandler
+from pyrogram.connection import Connection
 from pyrogram.session import Session
 from pyrogram.session.auth import Auth
 from pyrogram.storage import UpdateState
 
 from actors.backends.base import (PEER_ERRORS, AsyncioBackend, LoginFailed, SessionCorrupted,
                                   describe)
+from actors.backends.readgate import ReadGate, gated
 from messages.telegram import (DeleteMessages, EditText, ForwardMessages, IncomingMessage,
                                MediaRef, SendMedia, SendText)
 
@@ -175,6 +177,10 @@ class PyrogramBackend(AsyncioBackend):
     # ---- connect and login (loop thread) --------------------------------------------------
     async def lib_open(self, body):
         cfg = self.cfg
+        # Reads from Telegram wait while Pyrogram's dispatcher queue and packet tasks are long
+        # (readgate.py).
+        self.read_gate = ReadGate(self._update_backlog, cfg["update_backlog_high"],
+                                  cfg["update_backlog_low"])
         client = _FleetPyrogramClient(
             f"fleet-{self.name}", api_id=cfg["api_id"], api_hash=cfg["api_hash"],
             in_memory=True, skip_updates=False, sleep_threshold=0,
@@ -182,6 +188,7 @@ class PyrogramBackend(AsyncioBackend):
             max_message_cache_size=int(cfg.get("message_cache_size", 100)),
             fetch_replies=False, fetch_topics=False, fetch_stories=False,
             device_model="tgfleet", app_version="tgfleet",
+            connection_factory=gated(Connection, self.read_gate),
             fleet_body=body, fleet_server=cfg.get("server"))
         client.add_handler(MessageHandler(self._on_message))
         client.connect_handler = self._on_connect
@@ -214,6 +221,12 @@ class PyrogramBackend(AsyncioBackend):
             raise LoginFailed(f"phone number rejected: {exc.ID}") from exc
         self._code_hash = sent.phone_code_hash
         return {"state": "awaiting_code", "connected": True}
+
+    def _update_backlog(self) -> int:
+        client = self.client
+        session = getattr(client, "session", None)
+        return client.dispatcher.updates_queue.qsize() + \
+            len(getattr(session, "pending_tasks", ()))
 
     async def _finish_start(self):
         """What Client.start() does after authorization: update state, me, dispatcher (which

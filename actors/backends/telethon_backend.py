@@ -25,10 +25,12 @@ import time
 from telethon import TelegramClient, errors, events, functions, types, utils
 from telethon.crypto import AuthKey
 from telethon.errors.rpcerrorlist import rpc_errors_dict
+from telethon.network import ConnectionTcpFull
 from telethon.sessions import MemorySession
 
 from actors.backends.base import (PEER_ERRORS, AsyncioBackend, LoginFailed, SessionCorrupted,
                                   describe)
+from actors.backends.readgate import ReadGate, gated
 from messages.telegram import (DeleteMessages, EditText, ForwardMessages, IncomingMessage,
                                MediaRef, SendMedia, SendText)
 
@@ -181,7 +183,11 @@ class TelethonBackend(AsyncioBackend):
         server = cfg.get("server")
         if server:
             sess.set_dc(sess.dc_id or 2, server["host"], server["port"])
+        # Reads from Telegram wait while Telethon's own update queue is long (readgate.py).
+        self.read_gate = ReadGate(lambda: self.client._updates_queue.qsize(),
+                                  cfg["update_backlog_high"], cfg["update_backlog_low"])
         client = _FleetClient(sess, cfg["api_id"], cfg["api_hash"], flood_sleep_threshold=0,
+                              connection=gated(ConnectionTcpFull, self.read_gate),
                               catch_up=True, request_retries=1, connection_retries=3,
                               retry_delay=1, auto_reconnect=True,
                               device_model="tgfleet", app_version="tgfleet")

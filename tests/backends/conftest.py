@@ -52,6 +52,15 @@ def tg(tmp_path_factory):
         assert server.proc.poll() is None, "the local Telegram died during the tests"
 
 
+@pytest.fixture(scope="module")
+def tg_unlimited(tmp_path_factory):
+    """A local Telegram with its flood limits off. A module uses it as its `tg` with
+    `tg = tg_unlimited` (pytest takes a fixture's name from the module attribute)."""
+    with local_telegram(tmp_path_factory, flood_limits=False) as server:
+        register_rsa_key(server.rsa_public_key)
+        yield server
+
+
 def backend_args(tg, account: dict, library: str, tmp_path, **extra) -> dict:
     """Start.args of a backend for an account made with ControlClient.create_account."""
     args = {"name": f"{account['kind']}{account['user_id']}", "library": library,

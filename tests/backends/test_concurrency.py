@@ -13,18 +13,11 @@ import time
 import pytest
 
 from messages.telegram import SendText
-from system.localtg.clients import register_rsa_key
 
-from .conftest import backend_args, local_telegram
+from .conftest import backend_args, tg_unlimited
 
 N = 300
-
-
-@pytest.fixture(scope="module")
-def tg(tmp_path_factory):
-    with local_telegram(tmp_path_factory, flood_limits=False) as server:
-        register_rsa_key(server.rsa_public_key)
-        yield server
+tg = tg_unlimited  # flood limits off
 
 
 @pytest.mark.parametrize("library", ["telethon", "pyrogram"])

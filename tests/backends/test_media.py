@@ -10,16 +10,11 @@ import os
 import pytest
 
 from messages.telegram import DeleteMessages, EditText, ForwardMessages, SendMedia, SendText
-from system.localtg.clients import register_rsa_key, telethon_client
+from system.localtg.clients import telethon_client
 
-from .conftest import backend_args, local_telegram
+from .conftest import backend_args, tg_unlimited
 
-
-@pytest.fixture(scope="module")
-def tg(tmp_path_factory):
-    with local_telegram(tmp_path_factory, flood_limits=False) as server:
-        register_rsa_key(server.rsa_public_key)
-        yield server
+tg = tg_unlimited  # this module's local Telegram: flood limits off
 
 
 def send_media_as_user(tg, user, bot_username, tmp_path):

@@ -22,16 +22,10 @@ from actors.backends.registry import BACKENDS
 from messages.lifecycle import (TEMPORARY, ChildCommand, ChildCommandResult, ChildSpec,
                                 TreeStatus, TreeStatusRequest)
 from messages.telegram import SendText
-from system.localtg.clients import register_rsa_key
 
-from .conftest import Group, backend_args, local_telegram, rpc_count
+from .conftest import Group, backend_args, rpc_count, tg_unlimited
 
-
-@pytest.fixture(scope="module")
-def tg(tmp_path_factory):
-    with local_telegram(tmp_path_factory, flood_limits=False) as server:
-        register_rsa_key(server.rsa_public_key)
-        yield server
+tg = tg_unlimited  # this module's local Telegram: flood limits off
 
 
 def stored_key(fleet, store, library, name):

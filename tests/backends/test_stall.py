@@ -10,16 +10,9 @@ from __future__ import annotations
 
 import pytest
 
-from system.localtg.clients import register_rsa_key
+from .conftest import backend_args, tg_unlimited
 
-from .conftest import backend_args, local_telegram
-
-
-@pytest.fixture(scope="module")
-def tg(tmp_path_factory):
-    with local_telegram(tmp_path_factory, flood_limits=False) as server:
-        register_rsa_key(server.rsa_public_key)
-        yield server
+tg = tg_unlimited  # this module's local Telegram: flood limits off
 
 
 @pytest.mark.parametrize("library", ["telethon", "pyrogram"])
