@@ -72,6 +72,8 @@ BOT_DEFAULTS = {
     "library": "telethon", "account_kind": "bot", "handlers": [{"type": "echo"}],
     "enabled": True, "api_id": 1, "api_hash": "b6b154c3707471f5339bd661645ed3d6",
     "dedup_size": 10000, "state_ttl_s": 3600.0, "queue_max": 1000, "max_in_flight": 64,
+    # the backend stops reading from Telegram above `high` undispatched updates, until `low`
+    "update_backlog_high": 1024, "update_backlog_low": 256,
 }
 
 
@@ -211,10 +213,15 @@ def validate_bot(bot: dict, where: str = "bot") -> dict:
         if not isinstance(h, dict) or not isinstance(h.get("type"), str) or not h["type"]:
             raise ConfigError(f"{where}.handlers[{j}]: expected a table with a 'type' "
                               f"(echo, autoreply, forward, relay or a dotted path)")
-    for key in ("dedup_size", "queue_max", "max_in_flight"):
+    for key in ("dedup_size", "queue_max", "max_in_flight", "update_backlog_high"):
         v = out[key]
         if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 10_000_000:
             raise ConfigError(f"{where}.{key}: expected an integer 1..10000000, got {v!r}")
+    low = out["update_backlog_low"]
+    if isinstance(low, bool) or not isinstance(low, int) or \
+            not 0 <= low < out["update_backlog_high"]:
+        raise ConfigError(f"{where}.update_backlog_low: expected an integer from 0 to below "
+                          f"update_backlog_high ({out['update_backlog_high']}), got {low!r}")
     if not isinstance(out["enabled"], bool):
         raise ConfigError(f"{where}.enabled: expected true or false")
     server = out.get("server")

@@ -177,10 +177,8 @@ class PyrogramBackend(AsyncioBackend):
     # ---- connect and login (loop thread) --------------------------------------------------
     async def lib_open(self, body):
         cfg = self.cfg
-        # Reads from Telegram wait while Pyrogram's dispatcher queue and packet tasks are long
-        # (readgate.py).
-        self.read_gate = ReadGate(self._update_backlog, cfg["update_backlog_high"],
-                                  cfg["update_backlog_low"])
+        # Reads from Telegram wait while Pyrogram's dispatcher queue is long (readgate.py).
+        self.read_gate = ReadGate(cfg["update_backlog_high"], cfg["update_backlog_low"])
         client = _FleetPyrogramClient(
             f"fleet-{self.name}", api_id=cfg["api_id"], api_hash=cfg["api_hash"],
             in_memory=True, skip_updates=False, sleep_threshold=0,
@@ -190,6 +188,8 @@ class PyrogramBackend(AsyncioBackend):
             device_model="tgfleet", app_version="tgfleet",
             connection_factory=gated(Connection, self.read_gate),
             fleet_body=body, fleet_server=cfg.get("server"))
+        # the handler workers look the queue up by attribute each time
+        client.dispatcher.updates_queue = self.read_gate.make_queue()
         client.add_handler(MessageHandler(self._on_message))
         client.connect_handler = self._on_connect
         client.disconnect_handler = self._on_disconnect
@@ -221,12 +221,6 @@ class PyrogramBackend(AsyncioBackend):
             raise LoginFailed(f"phone number rejected: {exc.ID}") from exc
         self._code_hash = sent.phone_code_hash
         return {"state": "awaiting_code", "connected": True}
-
-    def _update_backlog(self) -> int:
-        client = self.client
-        session = getattr(client, "session", None)
-        return client.dispatcher.updates_queue.qsize() + \
-            len(getattr(session, "pending_tasks", ()))
 
     async def _finish_start(self):
         """What Client.start() does after authorization: update state, me, dispatcher (which

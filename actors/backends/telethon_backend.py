@@ -184,14 +184,15 @@ class TelethonBackend(AsyncioBackend):
         if server:
             sess.set_dc(sess.dc_id or 2, server["host"], server["port"])
         # Reads from Telegram wait while Telethon's own update queue is long (readgate.py).
-        self.read_gate = ReadGate(lambda: self.client._updates_queue.qsize(),
-                                  cfg["update_backlog_high"], cfg["update_backlog_low"])
+        self.read_gate = ReadGate(cfg["update_backlog_high"], cfg["update_backlog_low"])
         client = _FleetClient(sess, cfg["api_id"], cfg["api_hash"], flood_sleep_threshold=0,
                               connection=gated(ConnectionTcpFull, self.read_gate),
                               catch_up=True, request_retries=1, connection_retries=3,
                               retry_delay=1, auto_reconnect=True,
                               device_model="tgfleet", app_version="tgfleet")
         client.parse_mode = None
+        # the update loop and the sender look the queue up by attribute each time
+        client._updates_queue = client._sender._updates_queue = self.read_gate.make_queue()
         client.on_reconnect = lambda: self.sink.push(("reconnected",))
         client.add_event_handler(self._on_new_message, events.NewMessage(incoming=True))
         self.client = client

@@ -3,8 +3,8 @@ local Telegram while its library is behind (actors/backends/readgate.py), and st
 every update, once, to its bot.
 
 Real backends (Telethon and Pyrogram) on both bases, a real local Telegram whose crowd sends
-as fast as it can. `update_backlog_high=4` makes the gate engage on this machine whatever its
-speed; the default (256) is what bounds a backend's memory under overload (bench/RESULTS.md).
+as fast as it can. `update_backlog_high=2` makes the gate engage on this machine whatever its
+speed; the default (1024) is what bounds a backend's memory under overload (bench/RESULTS.md).
 """
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ tg = tg_unlimited  # flood limits off
 def test_flood_with_the_gate_loses_nothing(fleet, tg, tmp_path, library):
     ctl = tg.control
     bot = ctl.create_account("bot", provision_key=False)
-    group = fleet.group(backend_args(tg, bot, library, tmp_path, update_backlog_high=4,
-                                     update_backlog_low=1))
+    group = fleet.group(backend_args(tg, bot, library, tmp_path, update_backlog_high=2,
+                                     update_backlog_low=0))
     ctl.crowd_start([bot["user_id"]], users=N_USERS, rate_per_s=3000, duration_s=0.5,
                     text_prefix="flood")
     last = {"sent": -1}
@@ -49,7 +49,7 @@ def test_flood_with_the_gate_loses_nothing(fleet, tg, tmp_path, library):
 def test_bad_backlog_thresholds_are_a_start_error(tg, tmp_path):
     ctl = tg.control
     bot = ctl.create_account("bot", provision_key=False)
-    args = backend_args(tg, bot, "telethon", tmp_path, update_backlog_high=4,
+    args = backend_args(tg, bot, "telethon", tmp_path, update_backlog_high=2,
                         update_backlog_low=4)
     with pytest.raises(ValueError, match="update_backlog_low must be >= 0 and below"):
         backend_config(args, "telethon")

@@ -1,6 +1,7 @@
-"""ReadGate on a real asyncio loop: a reader waits while the backlog is high, goes on once a
-consumer brings it down to `low`, and does not wait for a consumer that stopped consuming (the
-case where the update loop itself waits for an RPC answer on the paused connection)."""
+"""ReadGate on a real asyncio loop: a read waits while the library's update queue is long, is
+woken by the take that brings it down to `low`, keeps waiting for a slow consumer that still
+consumes, and does not wait for one that stopped (the update loop waiting for an RPC answer on
+the paused connection)."""
 from __future__ import annotations
 
 import asyncio
@@ -8,58 +9,75 @@ import time
 
 import pytest
 
-from actors.backends.readgate import ReadGate, gated
+from actors.backends.readgate import GateQueue, ReadGate, gated
 
 
-def run(coro):
-    return asyncio.run(coro)
+def filled(gate: ReadGate, n: int) -> GateQueue:
+    q = gate.make_queue()
+    for i in range(n):
+        q.put_nowait(i)
+    return q
+
+
+async def consume(q: GateQueue, every_s: float, log: list):
+    while True:
+        await asyncio.sleep(every_s)
+        await q.get()
+        log.append(q.qsize())
 
 
 def test_below_high_reads_at_once():
-    backlog = [10]
-    gate = ReadGate(lambda: backlog[0], high=10, low=2)
+    gate = ReadGate(high=10, low=2)
 
     async def go():
+        filled(gate, 10)
         await asyncio.wait_for(gate.wait(), 0.5)
-    run(go())
+    asyncio.run(go())
     assert gate.pauses == 0 and gate.max_depth == 10
 
 
-def test_waits_until_the_consumer_reaches_low():
-    backlog = [50]
-    gate = ReadGate(lambda: backlog[0], high=10, low=5, step_s=0.001, stall_s=1.0)
-    seen_at_release = []
-
-    async def consumer():
-        while backlog[0] > 0:
-            await asyncio.sleep(0.002)
-            backlog[0] -= 1
-
-    async def reader():
-        await gate.wait()
-        seen_at_release.append(backlog[0])
+def test_the_take_that_reaches_low_wakes_the_read():
+    gate = ReadGate(high=10, low=5, stall_s=1.0)
+    at_release, taken = [], []
 
     async def go():
-        task = asyncio.create_task(consumer())
-        await asyncio.wait_for(reader(), 5)
+        q = filled(gate, 30)
+        task = asyncio.create_task(consume(q, 0.002, taken))
+        await asyncio.wait_for(gate.wait(), 5)
+        at_release.append(q.qsize())
         task.cancel()
-    run(go())
+    asyncio.run(go())
     assert gate.pauses == 1 and gate.stall_releases == 0
-    assert seen_at_release[0] <= 5, seen_at_release      # not released before `low`
-    assert seen_at_release[0] >= 3, seen_at_release      # released promptly at `low`
-    assert gate.paused_s > 0.05
+    assert at_release == [5], (at_release, taken[-3:])   # woken exactly at `low`
+    assert gate.paused_s > 0.02
 
 
-def test_a_stalled_consumer_does_not_hold_the_reader():
-    backlog = [50]
-    gate = ReadGate(lambda: backlog[0], high=10, low=5, step_s=0.001, stall_s=0.05)
+def test_a_slow_consumer_is_waited_for_beyond_stall_s():
+    gate = ReadGate(high=4, low=1, stall_s=0.05)
+    taken = []
 
     async def go():
+        q = filled(gate, 8)
+        task = asyncio.create_task(consume(q, 0.02, taken))    # one take per 20 ms < stall_s
+        t0 = time.monotonic()
+        await asyncio.wait_for(gate.wait(), 5)
+        task.cancel()
+        return time.monotonic() - t0, q.qsize()
+    waited, left = asyncio.run(go())
+    assert gate.stall_releases == 0 and left <= 1, (left, taken)
+    assert waited > 0.1, waited            # 7 takes at 20 ms: longer than stall_s
+
+
+def test_a_stalled_consumer_does_not_hold_the_read():
+    gate = ReadGate(high=10, low=5, stall_s=0.05)
+
+    async def go():
+        q = filled(gate, 50)
         t0 = time.monotonic()
         await asyncio.wait_for(gate.wait(), 2)
-        return time.monotonic() - t0
-    waited = run(go())
-    assert gate.stall_releases == 1 and backlog[0] == 50
+        return time.monotonic() - t0, q.qsize()
+    waited, left = asyncio.run(go())
+    assert gate.stall_releases == 1 and left == 50
     assert 0.04 <= waited < 1.0, waited
 
 
@@ -74,27 +92,28 @@ def test_gated_connection_waits_before_its_own_recv():
             order.append("recv")
             return b"packet"
 
-    backlog = [20]
-    gate = ReadGate(lambda: backlog[0], high=10, low=5, step_s=0.001, stall_s=5)
+    gate = ReadGate(high=10, low=5, stall_s=5)
     cls = gated(Conn, gate)
     assert issubclass(cls, Conn) and cls.__name__ == "GatedConn"
 
-    async def drain():
+    async def drain(q):
         await asyncio.sleep(0.02)
+        while q.qsize() > 5:
+            q.get_nowait()
         order.append("drained")
-        backlog[0] = 0
 
     async def go():
+        q = filled(gate, 20)
         conn = cls("x")
         assert conn.name == "x"
-        task = asyncio.create_task(drain())
+        task = asyncio.create_task(drain(q))
         got = await asyncio.wait_for(conn.recv(), 2)
         await task
         return got
-    assert run(go()) == b"packet"
+    assert asyncio.run(go()) == b"packet"
     assert order == ["drained", "recv"]
 
 
 def test_bad_thresholds_are_refused():
     with pytest.raises(ValueError, match="low < high"):
-        ReadGate(lambda: 0, high=5, low=5)
+        ReadGate(high=5, low=5)
