@@ -72,7 +72,8 @@ BOT_DEFAULTS = {
     "library": "telethon", "account_kind": "bot", "handlers": [{"type": "echo"}],
     "enabled": True, "api_id": 1, "api_hash": "b6b154c3707471f5339bd661645ed3d6",
     "dedup_size": 10000, "state_ttl_s": 3600.0, "queue_max": 1000, "max_in_flight": 64,
-    # the backend stops reading from Telegram above `high` undispatched updates, until `low`
+    # the backend stops reading from Telegram above `high` undispatched updates, until `low`;
+    # the same defaults as actors/backends/base.py DEFAULTS (a backend started without them)
     "update_backlog_high": 1024, "update_backlog_low": 256,
 }
 

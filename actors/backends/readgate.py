@@ -30,15 +30,15 @@ from __future__ import annotations
 import asyncio
 import time
 
-HIGH = 1024
-LOW = 256
 STALL_S = 0.05
 
 
 class ReadGate:
     """Awaited before every read; used on the library's loop thread only."""
 
-    def __init__(self, high: int = HIGH, low: int = LOW, stall_s: float = STALL_S):
+    def __init__(self, high: int, low: int, stall_s: float = STALL_S):
+        """`high` and `low` come from the backend's config (`update_backlog_high` / `_low`,
+        defaults in actors/backends/base.py DEFAULTS)."""
         if not 0 <= low < high:
             raise ValueError(f"read gate: need 0 <= low < high, got low={low} high={high}")
         self.high, self.low, self.stall_s = high, low, stall_s
