@@ -18,7 +18,7 @@ from thespian.actors import ActorSystem
 
 from system.loopback import bind_loopback
 from system.procguard import MAIN_PID_ENV
-from system import framestack, leanselect
+from system import forkheap, framestack, leanselect
 from system.runner import InProcessRunner
 
 BASES = ("inprocess", "processes")
@@ -82,6 +82,7 @@ class FleetSystem:
                 raise RuntimeError(f"admin port {bind_host}:{self.admin_port} is already in use "
                                    "(another tgfleet system is running?)")
             framestack.pad_thespian_processes()
+            forkheap.install()
             leanselect.install()
             caps = {"Admin Port": self.admin_port}
             caps.update(capabilities or {})

@@ -1,0 +1,46 @@
+"""Freeze the heap an actor process inherits, the moment thespian forks it.
+
+Why: on the processes base every actor process is a fork of its parent actor and shares the
+parent's memory copy-on-write. Any write to an inherited page copies it into the child, and
+CPython's cyclic garbage collector writes to every object it visits (the GC header it keeps its
+lists in). A full collection in a child therefore copies every page holding a tracked object
+the parent left behind: the actor state, messages and client objects the parent allocated
+after the launcher froze the preloaded modules (`system.launcher.preload_for_fork`).
+
+`gc.freeze()` as the child's first act moves everything inherited into the permanent
+generation in O(1) (it splices lists, it does not visit objects), so the collector never walks
+those objects again in that process. They are still freed normally when their reference count
+drops; only reference cycles among them stay, as in the parent that created them.
+
+Measured (10 bots on the processes base, 1,000 msg/s offered for 15 s, PSS by role): fleet
+413 -> 395 MB loaded, backends 162 -> 155 MB, bots 103 -> 96.5 MB; idle unchanged (350).
+"""
+from __future__ import annotations
+
+import functools
+import gc
+
+# thespian's functions that run as the main function of a freshly forked process.
+PROCESS_MAINS = ("startChild", "startAdmin", "startupASLogger")
+
+
+def frozen_start(fn):
+    """FN, run after freezing everything this (new) process inherited from its parent."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        gc.freeze()
+        return fn(*args, **kwargs)
+    wrapper.__tgfleet_frozen_start__ = True
+    return wrapper
+
+
+def install() -> None:
+    """Every process thespian's multiproc bases fork (admin, logger, each actor) starts by
+    freezing its inherited heap. thespian looks these functions up in its module when it
+    starts a process, and every process is a fork of one that ran this, so patching the module
+    once is enough."""
+    from thespian.system import multiprocCommon as mpc
+    for name in PROCESS_MAINS:
+        fn = getattr(mpc, name, None)
+        if fn is not None and not getattr(fn, "__tgfleet_frozen_start__", False):
+            setattr(mpc, name, frozen_start(fn))
