@@ -74,7 +74,7 @@ BOT_DEFAULTS = {
     "dedup_size": 10000, "state_ttl_s": 3600.0, "queue_max": 1000, "max_in_flight": 64,
     # the backend stops reading from Telegram above `high` undispatched updates, until `low`;
     # the same defaults as actors/backends/base.py DEFAULTS (a backend started without them)
-    "update_backlog_high": 1024, "update_backlog_low": 256,
+    "update_backlog_high": 128, "update_backlog_low": 32,
 }
 
 

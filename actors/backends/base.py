@@ -89,8 +89,8 @@ DEFAULTS = {
     "batch_max": 500,              # updates / results per message to the bot
     # Reading from Telegram pauses while the library holds more than `high` undispatched
     # updates, until it is down to `low` (actors/backends/readgate.py).
-    "update_backlog_high": 1024,
-    "update_backlog_low": 256,
+    "update_backlog_high": 128,
+    "update_backlog_low": 32,
     "breaker_threshold": 5,        # consecutive network failures that open the circuit
     "breaker_reset_s": 5.0,        # open -> half-open after this long
     "reconnect_base_s": 0.5,

@@ -8,8 +8,12 @@ BOT = {"name": "b1", "token": "123456:ABCDEFGHIJKLMNOP"}
 
 
 def test_defaults_include_the_backlog_bounds():
+    from actors.backends.base import DEFAULTS
     out = validate_bot(dict(BOT))
-    assert out["update_backlog_high"] == 1024 and out["update_backlog_low"] == 256
+    assert out["update_backlog_high"] == 128 and out["update_backlog_low"] == 32
+    # a bot from the config and a backend started without the keys get the same bounds
+    assert (out["update_backlog_high"], out["update_backlog_low"]) == \
+        (DEFAULTS["update_backlog_high"], DEFAULTS["update_backlog_low"])
     assert validate_bot(dict(BOT, update_backlog_high=8, update_backlog_low=0))[
         "update_backlog_low"] == 0
 
@@ -17,8 +21,8 @@ def test_defaults_include_the_backlog_bounds():
 @pytest.mark.parametrize("extra, message", [
     ({"update_backlog_high": 0}, "update_backlog_high: expected an integer 1..10000000"),
     ({"update_backlog_high": "many"}, "update_backlog_high: expected an integer"),
-    ({"update_backlog_low": 1024}, "update_backlog_low: expected an integer from 0 to below "
-                                  "update_backlog_high (1024), got 1024"),
+    ({"update_backlog_low": 128}, "update_backlog_low: expected an integer from 0 to below "
+                                 "update_backlog_high (128), got 128"),
     ({"update_backlog_low": -1}, "update_backlog_low: expected an integer from 0"),
     ({"update_backlog_low": True}, "update_backlog_low: expected an integer from 0"),
     ({"queue_max": 0}, "queue_max: expected an integer 1..10000000"),
