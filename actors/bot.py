@@ -18,7 +18,10 @@ The path of an update (why each step is here):
    caused is done: sent, or dropped for good. So a crash between an answer and its record
    gives at worst a duplicate within the dedup window, never a message left unanswered
    (at-least-once for live updates; the per-batch DedupCheck of old updates records as it
-   checks). Batches are processed strictly in arrival order; if the store has not answered
+   checks). The same moment the update is reported finished to the backend (`UpdatesDone`,
+   at most every UPDATES_DONE_S), which keeps every update until then and gives the
+   unfinished ones to the next bot if this one dies: an update held in a killed bot's queue
+   is handled again, not lost. Batches are processed strictly in arrival order; if the store has not answered
    within `store_timeout_s` the LRU decides alone (counted), and a circuit breaker stops asking
    a store that keeps failing.
 2. `Pipeline.process` runs the handlers (a raising handler is counted, the rest go on).
@@ -67,10 +70,10 @@ from actors.handlers import load_handler
 from actors.handlers.pipeline import Pipeline
 from messages.backend import (ActionBatch, ActionResult, ActionResults, AttachBot, BackendState,
                               BusEvent, FloodWaitReport, Grant, GrantRequest, PublishEvent,
-                              SubscribeTopics, UnsubscribeAll)
+                              SubscribeTopics, UnsubscribeAll, UpdatesDone)
 from messages.bot import BotStats, BotStatsRequest
 from messages.store import DedupCheck, DedupRecent, StoreReply
-from messages.telegram import IncomingMessage, Publish, UpdateBatch, action_chat
+from messages.telegram import IncomingMessage, Publish, UpdateBatch, action_chat, update_key
 from system import lane as lanes
 from system.breaker import CircuitBreaker
 from system.metrics_client import REPORT_INTERVAL, MetricsBuffer
@@ -85,6 +88,7 @@ MAX_CHAT_KINDS = 10_000        # remembered chat kinds (for the limiter), LRU
 MAX_PENDING_BATCHES = 256      # batches waiting for the store's dedup answer
 DEDUP_CLOCK_MARGIN_S = 2.0     # messages up to this long after our start are checked too
 DEDUP_RECORD_S = 0.25          # fresh dedup keys are written to the store at most this often
+UPDATES_DONE_S = DEDUP_RECORD_S  # finished updates are acknowledged to the backend this often
 DEDUP_RESEND_S = 3.0           # an unconfirmed dedup record is sent again after this
 MAX_UNCONFIRMED = 1000         # dedup records waiting for the store's confirmation
 MAX_KEY_WAITS = 100_000        # updates whose actions are not done yet (then: record at once)
@@ -95,9 +99,6 @@ def action_label(action) -> str:
     return ACTION_LABELS.get(type(action).__name__, "other")
 
 
-def update_key(update: IncomingMessage):
-    """The dedup key, exactly as `Pipeline.process` computes it."""
-    return update.update_id or f"{update.chat_id}:{update.message_id}"
 
 
 # ---- configuration ------------------------------------------------------------------------
@@ -400,6 +401,7 @@ class BotActor(FleetActor):
         self._rids = itertools.count(1)
         self.record_keys: list = []    # fresh dedup keys not yet written to the store
         self.key_waits: dict = {}      # update key -> its actions not done yet
+        self.done_keys: list = []      # finished updates not yet acknowledged to the backend
         self.unconfirmed: dict = {}    # rid -> (keys, sent at): written, not yet confirmed
         self.connected = None                # unknown until the backend says
         self.self_id = 0
@@ -627,9 +629,12 @@ class BotActor(FleetActor):
             if entry.new is not None and key in entry.asked and key not in entry.new:
                 self.c["store_dedup_hits"] += 1   # answered before a restart
                 lru.seen(key)
+                self._update_done(key)
                 continue
             known = key in lru        # a dedup hit: no actions, nothing new to record
             self._accept(self.pipeline.process(u), key=None if known else key, pump=False)
+            if known:
+                self._update_done(key)
         self._arm_tick()
         self.pump()
 
@@ -694,10 +699,24 @@ class BotActor(FleetActor):
             self._record_key(key)
 
     def _record_key(self, key):
+        """Update KEY is finished: acknowledge it to the backend, record it in the store."""
+        self._update_done(key)
         if self.env.get("store") is None:
             return
         self.record_keys.append(key)
         self.after_unless_armed("dedup_record", DEDUP_RECORD_S)
+
+    def _update_done(self, key):
+        """Tell the backend (batched, at most every UPDATES_DONE_S) that update KEY is finished,
+        so it stops keeping it for a successor of this bot (`UpdatesDone`)."""
+        self.done_keys.append(key)
+        self.after_unless_armed("updates_done", UPDATES_DONE_S)
+
+    def send_updates_done(self):
+        keys, self.done_keys = self.done_keys, []
+        backend = self.env.get("sibling.backend")
+        if keys and backend is not None:
+            self._to_backend(backend, UpdatesDone(self.name, tuple(keys)))
 
     def _publish(self, action: Publish):
         bus = self.env.get("eventbus")
@@ -840,6 +859,8 @@ class BotActor(FleetActor):
     def on_timer(self, name):
         if name == "lane_flush":
             lanes.flush_or_retry(self, self.lane, self._close_lane)
+        elif name == "updates_done":
+            self.send_updates_done()
         elif name == "tick":
             self._accept(self.pipeline.tick())
             if not self.pipeline.needs_tick():
@@ -1027,6 +1048,11 @@ class BotActor(FleetActor):
         if bus is not None:
             self.send(bus, UnsubscribeAll(self.name))
         self.record_dedup_keys()
+        # Actions dropped here are counted drops, so their updates are finished; updates not
+        # handled yet stay unacknowledged and go to the next bot.
+        self.done_keys.extend(self.key_waits)
+        self.key_waits.clear()
+        self.send_updates_done()
         self._close_lane()
         lost = self.outbox.drop_all()
         if lost:

@@ -20,6 +20,16 @@ class AttachBot:
 
 
 @dataclass(frozen=True, slots=True)
+class UpdatesDone:
+    """Bot -> its backend: these updates (`messages.telegram.update_key`) are finished: every
+    action they caused is done (sent, or dropped and counted), or they needed none. Until then
+    the backend keeps them, and if the bot dies it gives them to the next bot: an update the
+    dead bot had not finished is handled again (its dedup key tells a duplicate), never lost."""
+    bot: str
+    keys: tuple
+
+
+@dataclass(frozen=True, slots=True)
 class DetachBot:
     """BotGroup -> backend: the bot at `address` crashed or exited. Hold its updates (in the
     bounded buffer) until the next AttachBot instead of sending them to a dead address."""

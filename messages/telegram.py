@@ -41,6 +41,12 @@ class IncomingMessage:
     sender_username: str = ""
 
 
+def update_key(update) -> str:
+    """An update's identity: its dedup key in the bot, and what the bot acknowledges to its
+    backend when the update is finished (`messages.backend.UpdatesDone`)."""
+    return update.update_id or f"{update.chat_id}:{update.message_id}"
+
+
 @dataclass(frozen=True, slots=True)
 class UpdateBatch:
     """Backend -> bot: updates are shipped in batches so a hop costs one message, not N."""

@@ -50,11 +50,11 @@ from dataclasses import dataclass, field
 from actors.base import FleetActor
 from messages import codec
 from messages.backend import (ActionBatch, ActionResult, ActionResults, AttachBot, BackendState,
-                              FloodWaitReport, LoginStatus)
+                              FloodWaitReport, LoginStatus, UpdatesDone)
 from messages.lifecycle import ProbeReply
 from messages.store import SessionGet, SessionPut
 from messages.telegram import (DeleteMessages, EditText, ForwardMessages, SendMedia, SendText,
-                               UpdateBatch, action_chat)
+                               UpdateBatch, action_chat, update_key)
 from system.backoff import Backoff
 from system import lane as lanes
 from system.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
@@ -289,6 +289,9 @@ class BackendActor(FleetActor):
         self.bot_addr = None
         self.bot_name = ""
         self.buffered: collections.deque = collections.deque()
+        # Updates sent to the bot that it has not reported finished (`UpdatesDone`), by key, in
+        # order: if the bot dies they go to its successor first.
+        self.unacked: collections.OrderedDict = collections.OrderedDict()
         self.queue: collections.deque = collections.deque()
         self.in_flight: dict[int, tuple] = {}   # seq -> (action_id, action, reply_to, bot)
         self.seqs = itertools.count(1)
@@ -538,10 +541,35 @@ class BackendActor(FleetActor):
         self.last_state_sent = state if self.bot_addr is not None else self.last_state_sent
 
     def on_DetachBot(self, msg, sender):
-        """The bot died: buffer its updates until its successor attaches (none are lost)."""
+        """The bot died: buffer its updates until its successor attaches (none are lost), the
+        ones it had not finished first."""
         if self.bot_addr is not None and self.bot_addr == msg.address:
             self.bot_addr = None
             self._drop_bot_lane()
+            self._requeue_unfinished()
+
+    def on_UpdatesDone(self, msg: UpdatesDone, sender):
+        pop = self.unacked.pop
+        for key in msg.keys:
+            pop(key, None)
+
+    def _track_unfinished(self, updates) -> None:
+        unacked = self.unacked
+        for update in updates:
+            unacked[update_key(update)] = update
+        if len(unacked) > self.cfg["max_buffered_updates"]:
+            # A bot this far behind still has them; only a redelivery after its death is lost.
+            for _ in range(len(unacked) - self.cfg["max_buffered_updates"]):
+                unacked.popitem(last=False)
+                self.counters["unfinished_forgotten"] += 1
+
+    def _requeue_unfinished(self) -> None:
+        """What the departed bot had not finished goes to the next one first, in order; that
+        bot's dedup (its LRU, loaded from the store) skips what was answered and recorded."""
+        if self.unacked:
+            self.counters["updates_redelivered"] += len(self.unacked)
+            self.buffered.extendleft(reversed(self.unacked.values()))
+            self.unacked.clear()
 
     # ---- the lane to the bot (processes base) -------------------------------------------
     def _lane_accept(self):
@@ -570,6 +598,8 @@ class BackendActor(FleetActor):
             if isinstance(msg, ActionBatch) and lane is self.bot_lane:
                 self.counters["lane_in"] += 1
                 self.on_ActionBatch(msg, self.bot_addr)
+            elif isinstance(msg, UpdatesDone) and lane is self.bot_lane:
+                self.on_UpdatesDone(msg, self.bot_addr)
             else:
                 self.log.warning("%s: unexpected %s on the lane", self.path,
                                  type(msg).__name__)
@@ -591,6 +621,9 @@ class BackendActor(FleetActor):
 
     def on_AttachBot(self, msg: AttachBot, sender):
         """The sibling bot: from now on every incoming message goes to it."""
+        if self.bot_addr is not None and self.bot_addr != sender:
+            self._drop_bot_lane()            # a successor arrived before its predecessor's
+            self._requeue_unfinished()       # DetachBot: the same hand-over
         self.bot_addr = sender
         self.bot_name = msg.bot
         self._publish_state(force=True)
@@ -682,6 +715,7 @@ class BackendActor(FleetActor):
                         self.counters["updates_dropped"] += 1
                     self.buffered.append(update)
             else:
+                self._track_unfinished(updates)
                 for i in range(0, len(updates), batch_max):
                     self._to_bot(UpdateBatch(self.bot_name, tuple(updates[i:i + batch_max])))
         if self._out_results:
@@ -727,7 +761,8 @@ class BackendActor(FleetActor):
     COUNTERS = ("updates", "updates_dropped", "requests", "health_ok", "health_failed",
                 "reconnects", "reconnect_attempts", "stalls", "session_saves",
                 "corrupted_sessions", "results_ok", "results_flood_wait", "results_network",
-                "results_timeout", "results_rpc_fatal", "results_peer_invalid")
+                "results_timeout", "results_rpc_fatal", "results_peer_invalid",
+                "updates_redelivered", "unfinished_forgotten")
 
     def stats(self) -> dict:
         out = {name: 0 for name in self.COUNTERS}
@@ -735,7 +770,8 @@ class BackendActor(FleetActor):
         out.update(library=self.library, login_state=self.login_state,
                    connected=self.connected, self_id=self.self_id,
                    in_flight=len(self.in_flight), queued=len(self.queue),
-                   buffered=len(self.buffered), circuit=self.breaker.state,
+                   buffered=len(self.buffered), unfinished=len(self.unacked),
+                   circuit=self.breaker.state,
                    session_error=self.session_error, login_error=self.login_error,
                    pid=os.getpid())
         out.update(self.engine_stats())

@@ -23,7 +23,7 @@ import time
 from collections import Counter
 from typing import Callable, Optional
 
-from messages.telegram import Action, IncomingMessage
+from messages.telegram import Action, IncomingMessage, update_key
 from system.lru import BoundedLRU
 from system.ttlstate import TTLState
 
@@ -81,7 +81,7 @@ class Pipeline:
     def process(self, update: IncomingMessage) -> list[Action]:
         """Dedup the update, run every handler, return all their actions in handler order."""
         self.updates += 1
-        key = update.update_id or f"{update.chat_id}:{update.message_id}"
+        key = update_key(update)
         if self.dedup.seen(key):
             self.dedup_hits += 1
             return []
