@@ -18,12 +18,12 @@ The path of an update (why each step is here):
    caused is done: sent, or dropped for good. So a crash between an answer and its record
    gives at worst a duplicate within the dedup window, never a message left unanswered
    (at-least-once for live updates; the per-batch DedupCheck of old updates records as it
-   checks). The same moment the update is reported finished to the backend (`UpdatesDone`,
-   at most every UPDATES_DONE_S), which keeps every update until then and gives the
-   unfinished ones to the next bot if this one dies: an update held in a killed bot's queue
-   is handled again, not lost. Batches are processed strictly in arrival order; if the store has not answered
-   within `store_timeout_s` the LRU decides alone (counted), and a circuit breaker stops asking
-   a store that keeps failing.
+   checks). At the same moment the update is reported finished to the backend
+   (`UpdatesDone`, at most every UPDATES_DONE_S), which keeps every update until then and
+   gives the unfinished ones to the next bot if this one dies: an update held in a killed
+   bot's queue is handled again, not lost. Batches are processed strictly in arrival order;
+   if the store has not answered within `store_timeout_s` the LRU decides alone (counted),
+   and a circuit breaker stops asking a store that keeps failing.
 2. `Pipeline.process` runs the handlers (a raising handler is counted, the rest go on).
 3. Actions go into ONE bounded queue (`Outbox`): FIFO per chat, `queue_max` actions waiting in
    total; a full queue refuses new actions with a counted, logged drop. `Publish` actions go to
@@ -97,8 +97,6 @@ DROP_LOG_EVERY_S = 5.0
 
 def action_label(action) -> str:
     return ACTION_LABELS.get(type(action).__name__, "other")
-
-
 
 
 # ---- configuration ------------------------------------------------------------------------

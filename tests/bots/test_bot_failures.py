@@ -107,3 +107,19 @@ def test_silent_rate_limiter_means_no_sends_but_no_loss(bot_tree):
     assert s["sent"] == 0 and s["in_queue"] == 1 and s["grant_requests"] >= 3
     assert_accounting(s)
     assert tree.records("alpha").total == 0
+
+
+def test_an_update_is_reported_finished_only_once_its_actions_are_done(bot_tree):
+    """The backend keeps an update for the bot's successor until the bot reports it finished
+    (`UpdatesDone`): an echo held in flight is not finished; an update that causes no action
+    is finished at once; the held one is finished when its result arrives."""
+    tree = bot_tree([group_spec("alpha", ECHO)])
+    tree.hold("alpha", True)
+    tree.inject("alpha", [msg("alpha", 100, 1, "answer me"), msg("alpha", 101, 2, "")])
+    tree.wait(lambda: "101:2" in tree.records("alpha").finished, what="101:2 finished")
+    tree.wait(lambda: tree.records("alpha").held == 1, what="the echo held in flight")
+    assert "100:1" not in tree.records("alpha").finished
+    tree.hold("alpha", False)
+    finished = tree.wait(lambda: (lambda f: f if "100:1" in f else None)(
+        tree.records("alpha").finished), what="100:1 finished")
+    assert sorted(finished) == ["100:1", "101:2"]       # each reported once

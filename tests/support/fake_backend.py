@@ -13,7 +13,8 @@ Test controls (each answered with `Ack`/`Records` to the sender, so tests can `a
   `chat_id`, or any chat when None) fail with that error kind.
 - `Hold(True)`: keep results back (the bot sees its actions stay in flight); `Hold(False)`
   releases them.
-- `GetRecords(since)`: the recorded sends from index `since` on.
+- `GetRecords(since)`: the recorded sends from index `since` on, and the update keys the bot
+  reported finished (`UpdatesDone`), in order.
 - With `report_floods`, a flood_wait answer is also reported to env['ratelimit'] as a
   `FloodWaitReport`, as the real backend does.
 Args: bot ("" = whatever the attaching bot is called), self_id (999), max_records (100000),
@@ -29,7 +30,7 @@ from typing import Optional
 
 from actors.base import FleetActor
 from messages.backend import (ActionBatch, ActionResult, ActionResults, AttachBot, BackendState,
-                              FloodWaitReport)
+                              FloodWaitReport, UpdatesDone)
 from messages.telegram import UpdateBatch, action_chat
 
 
@@ -89,6 +90,7 @@ class Records:
     batches: int
     attached: bool
     held: int
+    finished: tuple = ()           # update keys the bot reported finished, in order
 
 
 class FakeBackend(FleetActor):
@@ -106,6 +108,7 @@ class FakeBackend(FleetActor):
         self.held: list = []           # ActionResult kept back while holding
         self.msg_ids = itertools.count(1)
         self.report_floods = bool(args.get("report_floods", False))
+        self.finished: list = []
 
     def on_AttachBot(self, msg: AttachBot, sender):
         self.bot = sender
@@ -144,6 +147,9 @@ class FakeBackend(FleetActor):
         else:
             self.send(sender, ActionResults(msg.bot, tuple(results)))
 
+    def on_UpdatesDone(self, msg: UpdatesDone, sender):
+        self.finished.extend(msg.keys)
+
     # ---- test controls ---------------------------------------------------------------------
     def on_Inject(self, msg: Inject, sender):
         if self.bot is None or (msg.bot is not None and msg.bot != self.bot):
@@ -168,4 +174,4 @@ class FakeBackend(FleetActor):
         start = max(0, msg.since - first)
         sends = tuple(self.records)[start:]
         self.send(sender, Records(msg.request_id, sends, self.total, self.batches,
-                                  self.bot is not None, len(self.held)))
+                                  self.bot is not None, len(self.held), tuple(self.finished)))
