@@ -870,7 +870,7 @@ class BackendActor(FleetActor):
         m.set("tgfleet_circuit_state", CIRCUIT_VALUES.get(self.breaker.state, 0), bot=bot)
         m.flush(self)
         self.report_info(f"circuit={self.breaker.state} login={self.login_state} "
-                         f"in_flight={len(self.in_flight)}")
+                         f"in_flight={len(self.in_flight)} unfinished={len(self.unacked)}")
 
     # ---- probes and stop --------------------------------------------------------------------
     def on_probe(self, msg, sender):
