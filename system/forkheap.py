@@ -22,8 +22,9 @@ from __future__ import annotations
 import functools
 import gc
 
-# thespian's functions that run as the main function of a freshly forked process.
-PROCESS_MAINS = ("startChild", "startAdmin", "startupASLogger")
+from system import procmains
+
+MARKER = "__tgfleet_frozen_start__"  # on thespian's process mains once they freeze first
 
 
 def frozen_start(fn):
@@ -32,17 +33,10 @@ def frozen_start(fn):
     def wrapper(*args, **kwargs):
         gc.freeze()
         return fn(*args, **kwargs)
-    wrapper.__tgfleet_frozen_start__ = True
     return wrapper
 
 
 def install() -> None:
     """Every process thespian's multiproc bases fork (admin, logger, each actor) starts by
-    freezing its inherited heap. thespian looks these functions up in its module when it
-    starts a process, and every process is a fork of one that ran this, so patching the module
-    once is enough."""
-    from thespian.system import multiprocCommon as mpc
-    for name in PROCESS_MAINS:
-        fn = getattr(mpc, name, None)
-        if fn is not None and not getattr(fn, "__tgfleet_frozen_start__", False):
-            setattr(mpc, name, frozen_start(fn))
+    freezing its inherited heap."""
+    procmains.wrap_process_mains(frozen_start, MARKER)

@@ -20,7 +20,10 @@ from __future__ import annotations
 
 import functools
 
+from system import procmains
+
 PAD_WORDS = 36_000
+MARKER = "__tgfleet_padded__"      # on thespian's process mains once they run padded
 
 
 def _padded_call(fn, *args, **kwargs):
@@ -37,16 +40,10 @@ def padded(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         return _padded_call(fn, *args, **kwargs)
-    wrapper.__tgfleet_padded__ = True
     return wrapper
 
 
 def pad_thespian_processes() -> None:
     """Every process thespian's multiproc bases start (admin, logger, each actor) runs its
-    loop padded. thespian looks the functions up in its module when it starts a process, and
-    every process is a fork of one that ran this, so patching the module once is enough."""
-    from thespian.system import multiprocCommon as mpc
-    for name in ("startChild", "startAdmin", "startupASLogger"):
-        fn = getattr(mpc, name, None)
-        if fn is not None and not getattr(fn, "__tgfleet_padded__", False):
-            setattr(mpc, name, padded(fn))
+    loop padded."""
+    procmains.wrap_process_mains(padded, MARKER)

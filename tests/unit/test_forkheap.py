@@ -5,7 +5,7 @@ import gc
 import json
 import os
 
-from system import forkheap
+from system import forkheap, procmains
 
 
 def _in_fork(fn) -> dict:
@@ -51,12 +51,8 @@ def test_frozen_start_passes_arguments_and_results_through():
     assert _in_fork(lambda: {"v": wrapped(2, b=3)}) == {"v": 5}
 
 
-def test_thespian_process_entry_points_are_wrapped_once():
+def test_thespian_process_entry_points_freeze_first():
     from thespian.system import multiprocCommon as mpc
     forkheap.install()
-    first = mpc.startChild
-    assert getattr(first, "__tgfleet_frozen_start__", False)
-    forkheap.install()
-    assert mpc.startChild is first                  # not wrapped twice
-    assert all(getattr(getattr(mpc, n), "__tgfleet_frozen_start__", False)
-               for n in forkheap.PROCESS_MAINS if hasattr(mpc, n))
+    assert all(getattr(getattr(mpc, n), forkheap.MARKER, False)
+               for n in procmains.PROCESS_MAINS if hasattr(mpc, n))
