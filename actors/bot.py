@@ -710,7 +710,7 @@ class BotActor(FleetActor):
         self.done_keys.append(key)
         self.after_unless_armed("updates_done", UPDATES_DONE_S)
 
-    def send_updates_done(self):
+    def _send_updates_done(self):
         keys, self.done_keys = self.done_keys, []
         backend = self.env.get("sibling.backend")
         if keys and backend is not None:
@@ -858,7 +858,7 @@ class BotActor(FleetActor):
         if name == "lane_flush":
             lanes.flush_or_retry(self, self.lane, self._close_lane)
         elif name == "updates_done":
-            self.send_updates_done()
+            self._send_updates_done()
         elif name == "tick":
             self._accept(self.pipeline.tick())
             if not self.pipeline.needs_tick():
@@ -1050,7 +1050,7 @@ class BotActor(FleetActor):
         # handled yet stay unacknowledged and go to the next bot.
         self.done_keys.extend(self.key_waits)
         self.key_waits.clear()
-        self.send_updates_done()
+        self._send_updates_done()
         self._close_lane()
         lost = self.outbox.drop_all()
         if lost:

@@ -8,10 +8,10 @@ entries per backend and the backends' PSS went from 139 to 339 MB (387 MB after 
 stopped). Telegram keeps undelivered updates on its side anyway; a client that does not read
 leaves them in TCP and the server's buffers, which is where a backlog belongs.
 
-Thresholds (measured here, same load): high 256 / low 64 kept the backends at 191 MB but cost
-the in-process base half its throughput with 50 bots at 50 ms (973 against 1,872 replies/s
-without a gate: reads paused that often delay every RPC answer too); the default 1024 / 256
-keeps them at 222 MB and answers 1,614/s there.
+Thresholds (the defaults live in the backend config, `update_backlog_high` / `_low`): with the
+gate below woken by the queue, 128 / 32 keeps those backends at 174 MB (1024 / 256: 220 MB)
+and cost no throughput in the quick benchmarks (bench/RESULTS.md, sixth session). Small
+thresholds were only expensive with the first, polling version (see How).
 
 How: the library's update queue is replaced by a `GateQueue` (same asyncio.Queue, it only tells
 the gate when it was taken from), and its connection class is wrapped so that each `recv()`

@@ -4,7 +4,7 @@ every update, once, to its bot.
 
 Real backends (Telethon and Pyrogram) on both bases, a real local Telegram whose crowd sends
 as fast as it can. `update_backlog_high=2` makes the gate engage on this machine whatever its
-speed; the default (1024) is what bounds a backend's memory under overload (bench/RESULTS.md).
+speed; the default (128) is what bounds a backend's memory under overload (bench/RESULTS.md).
 """
 from __future__ import annotations
 
