@@ -76,6 +76,7 @@ from messages.store import DedupCheck, DedupRecent, StoreReply
 from messages.telegram import IncomingMessage, Publish, UpdateBatch, action_chat, update_key
 from system import lane as lanes
 from system.breaker import CircuitBreaker
+from system.lease import BotLease
 from system.metrics_client import REPORT_INTERVAL, MetricsBuffer
 from system.procguard import in_own_process
 from system.retry import ERROR_KINDS, FATAL_KINDS, RetryPolicy
@@ -93,6 +94,7 @@ DEDUP_RESEND_S = 3.0           # an unconfirmed dedup record is sent again after
 MAX_UNCONFIRMED = 1000         # dedup records waiting for the store's confirmation
 MAX_KEY_WAITS = 100_000        # updates whose actions are not done yet (then: record at once)
 DROP_LOG_EVERY_S = 5.0
+LEASE_ASK = 64                 # lease tokens asked for; the limiter hands out what it allows
 
 
 def action_label(action) -> str:
@@ -405,6 +407,7 @@ class BotActor(FleetActor):
         self.self_id = 0
         self.last_update_at = None
         self.grant_pending = False           # a GrantRequest is outstanding
+        self.lease = BotLease()              # sends allowed without asking (system/lease.py)
         self.grant_wait = False              # the "grant" timer (retry_in) is armed
         self.asked_chats: frozenset = frozenset()
         self.retry_due = None
@@ -759,6 +762,14 @@ class BotActor(FleetActor):
                 items.extend(ob.take(chat, n))
             self._launch(items)
             return
+        if self.lease.tokens:
+            items = self.lease.spend(ob, self.chat_kinds, room)
+            if items:
+                self.c["lease_sends"] += len(items)
+                self._launch(items)
+                room = ob.room()
+                if not ob.queued or room <= 0:
+                    return
         if self.grant_pending:
             return
         if self.grant_wait:
@@ -769,9 +780,10 @@ class BotActor(FleetActor):
         wants = ob.wants(room)
         self.asked_chats = frozenset(wants)
         kinds = self.chat_kinds
+        used, returned = self.lease.settle()
         self.send(limiter, GrantRequest(
             self.name, tuple((chat, kinds.get(chat, ""), n) for chat, n in wants.items()),
-            self.cfg["account_kind"]))
+            self.cfg["account_kind"], used, returned, LEASE_ASK))
         self.c["grant_requests"] += 1
         self.grant_pending = True
         self.grant_sent_at = time.monotonic()
@@ -782,6 +794,7 @@ class BotActor(FleetActor):
     def on_Grant(self, msg: Grant, sender):
         self.grant_pending = False
         self.c["grants"] += 1
+        self.lease.granted(msg.lease, msg.lease_s, msg.quiet_s)
         items = []
         for chat_id, _kind, n in msg.allowed:
             items.extend(self.outbox.take(chat_id, n))
@@ -797,6 +810,8 @@ class BotActor(FleetActor):
     def _launch(self, items: list):
         if not items:
             return
+        for item in items:
+            self.lease.sent(item.chat)
         backend = self.env.get("sibling.backend")
         self._to_backend(backend, ActionBatch(self.name, self.outbox.launch(items)))
         self.c["batches"] += 1
@@ -825,6 +840,7 @@ class BotActor(FleetActor):
                                  result="timeout")
             if kind == "flood_wait":
                 floods[item.chat] = max(floods.get(item.chat, 0.0), float(res.flood_wait_s))
+                self.lease.flood_wait(item.chat, float(res.flood_wait_s))
             if outcome == "retry":
                 self.metrics.inc("tgfleet_retries_total", bot=self.name)
             else:
@@ -1007,6 +1023,7 @@ class BotActor(FleetActor):
             "handler_errors": dict(p.handler_errors), "actions": dict(p.actions),
             "events_in": c["events_in"], "grant_requests": c["grant_requests"],
             "grants": c["grants"], "grant_timeouts": c["grant_timeouts"],
+            "lease_sends": c["lease_sends"], "lease_tokens": self.lease.tokens,
             "batches": c["batches"], "pending_batches": len(self.pending),
             "lane": self.lane is not None, "lane_out": c["lane_out"],
             "lane_errors": c["lane_errors"],

@@ -8,7 +8,9 @@ one `Grant` back with how many may go per chat now and `retry_in`, the seconds u
 be granted, so a bot sleeps on a timer instead of polling, and the limiter handles one message
 per bot per grant cycle however many chats are waiting.
 
-Messages: `GrantRequest` -> `Grant` to the sender (exactly one `policy.grant` call per request);
+Messages: `GrantRequest` -> `Grant` to the sender (exactly one `policy.grant` call per request,
+after `policy.settle` of what the bot sent on its lease, and before `policy.lease` of the next
+one: at most `lease_tokens` for `lease_s` seconds; lease_tokens 0 turns leases off);
 `FloodWaitReport` -> `policy.flood_wait` (penalty on the chat, or the whole bot when chat_id is
 None); `BotStatsRequest` -> `BotStats(bot="ratelimit", counters=policy.stats())`.
 Both the backend (which saw the error) and the bot (which retries the action) report a
@@ -20,7 +22,8 @@ A request the policy rejects (unknown account kind) is answered with an empty gr
 
 Args: RateLimitPolicy kwargs (bot_per_s, bot_burst, chat_per_s, chat_burst, group_per_min,
 group_burst, user_account_per_s, user_account_burst, jitter_s, prune_interval_s, min_retry_s),
-plus prune_s (periodic prune, 60), bad_request_retry_s (5) and dup_window_s (1).
+plus prune_s (periodic prune, 60), bad_request_retry_s (5), dup_window_s (1), lease_tokens (4)
+and lease_s (2).
 """
 from __future__ import annotations
 
@@ -37,7 +40,8 @@ POLICY_ARGS = ("bot_per_s", "bot_burst", "chat_per_s", "chat_burst", "group_per_
                "group_burst", "user_account_per_s", "user_account_burst", "jitter_s",
                "prune_interval_s", "min_retry_s")
 KNOWN_KINDS = frozenset({"private", "group", "channel", "supergroup", ""})
-EXTRA_ARGS = ("prune_s", "bad_request_retry_s", "dup_window_s")
+EXTRA_ARGS = ("prune_s", "bad_request_retry_s", "dup_window_s", "lease_tokens", "lease_s")
+MAX_LEASE = 64
 MAX_RECENT_FLOODS = 10_000
 
 
@@ -58,6 +62,11 @@ class RateLimiterActor(FleetActor):
         self.requests = 0
         self.bad_requests = 0
         self.dup_window_s = float(args.get("dup_window_s", 1.0))
+        self.lease_tokens = int(args.get("lease_tokens", 4))
+        self.lease_s = float(args.get("lease_s", 2.0))
+        if not 0 <= self.lease_tokens <= MAX_LEASE or not self.lease_s > 0:
+            raise ValueError(f"ratelimit: lease_tokens must be 0..{MAX_LEASE} and lease_s > 0, "
+                             f"got {self.lease_tokens!r}, {self.lease_s!r}")
         self.recent_floods: OrderedDict = OrderedDict()   # (bot, chat) -> (monotonic, seconds)
         self.duplicate_reports = 0
         self.metrics = MetricsBuffer(self.path)
@@ -70,24 +79,39 @@ class RateLimiterActor(FleetActor):
             self.seen_bots.add(msg.bot)   # series exist at 0 before the first penalty
             self.metrics.inc("tgfleet_flood_penalty_seconds_total", 0, bot=msg.bot)
         self.requests += 1
+        policy = self.policy
         try:
-            wants: dict = {}
-            for chat_id, chat_kind, n in msg.wants:
-                kind = chat_kind if chat_kind in KNOWN_KINDS else ""   # "" = inferred from id
-                key = (int(chat_id), kind)
-                wants[key] = wants.get(key, 0) + int(n)
-            g = self.policy.grant(msg.bot, wants, account_kind=msg.account_kind)
+            wants = self._per_key(msg.wants)
+            # what the bot already sent on its lease counts before anything is decided for it
+            used = policy.settle(msg.bot, self._per_key(msg.used), int(msg.returned),
+                                 account_kind=msg.account_kind) \
+                if msg.used or msg.returned else 0
+            g = policy.grant(msg.bot, wants, account_kind=msg.account_kind)
+            lease = policy.lease(msg.bot, min(int(msg.lease), self.lease_tokens),
+                                 account_kind=msg.account_kind) if msg.lease > 0 else 0
         except (ValueError, TypeError) as exc:
             self.bad_requests += 1
             self.log.error("ratelimit: bad GrantRequest from %s: %s", msg.bot, exc)
             self.send(sender, Grant(msg.bot, (), self.bad_retry_s))
             return
         allowed = tuple((cid, kind, n) for (cid, kind), n in g.allowed.items())
-        self.send(sender, Grant(msg.bot, allowed, g.retry_in))
-        if g.total:
-            self.metrics.inc("tgfleet_ratelimit_grants_total", g.total, bot=msg.bot)
+        self.send(sender, Grant(msg.bot, allowed, g.retry_in, lease,
+                                self.lease_s if lease else 0.0, policy.quiet_s))
+        if g.total or used:
+            self.metrics.inc("tgfleet_ratelimit_grants_total", g.total + used, bot=msg.bot)
         if g.waiting:
             self.metrics.observe("tgfleet_ratelimit_wait_seconds", g.retry_in, bot=msg.bot)
+
+    @staticmethod
+    def _per_key(rows) -> dict:
+        """(chat_id, chat_kind, n) rows -> {(chat_id, kind): n}; an unknown kind becomes ""
+        (inferred from the id by the policy)."""
+        out: dict = {}
+        for chat_id, chat_kind, n in rows:
+            kind = chat_kind if chat_kind in KNOWN_KINDS else ""
+            key = (int(chat_id), kind)
+            out[key] = out.get(key, 0) + int(n)
+        return out
 
     def _duplicate(self, msg: FloodWaitReport) -> bool:
         now = time.monotonic()

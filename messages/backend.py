@@ -101,18 +101,30 @@ class LoginStatus:
 
 @dataclass(frozen=True, slots=True)
 class GrantRequest:
-    """wants: tuple of (chat_id, chat_kind, n). One request covers a bot's whole queue."""
+    """wants: tuple of (chat_id, chat_kind, n). One request covers a bot's whole queue.
+    Leases (see `system.ratelimit_policy.RateLimitPolicy.lease`): `used` is what the bot sent on
+    its lease since its last request, as (chat_id, chat_kind, n); `returned` the lease tokens it
+    gives back unspent (it holds no lease while a request is out); `lease` how many it would
+    like for the next period (0: none)."""
     bot: str
     wants: tuple
     account_kind: str = "bot"
+    used: tuple = ()
+    returned: int = 0
+    lease: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class Grant:
-    """allowed: tuple of (chat_id, chat_kind, n); retry_in: seconds until more can be granted."""
+    """allowed: tuple of (chat_id, chat_kind, n); retry_in: seconds until more can be granted.
+    `lease` account tokens the bot may spend on its own within `lease_s` seconds, each on a
+    private chat it has not sent to (nor seen penalized) for `quiet_s` seconds."""
     bot: str
     allowed: tuple
     retry_in: float
+    lease: int = 0
+    lease_s: float = 0.0
+    quiet_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

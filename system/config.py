@@ -42,6 +42,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "ratelimit": {
         "bot_per_s": 28.0, "bot_burst": 10, "chat_per_s": 0.95, "chat_burst": 2,
         "group_per_min": 19.0, "group_burst": 2, "user_account_per_s": 10.0,
+        "lease_tokens": 4, "lease_s": 2.0,
     },
     "supervision": {
         "intensity": 5, "period_s": 30.0, "probe_interval_s": 5.0, "probe_misses": 3,

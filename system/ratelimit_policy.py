@@ -25,6 +25,11 @@ others. It also answers `retry_in`, the time until the next token for any still-
 a random jitter (so many bots woken by the same clock do not stampede), so callers sleep instead
 of polling.
 
+Leases (`lease`, `settle`): a bot may hold a few account-wide tokens to spend without asking,
+each on a private chat whose bucket is surely full (no send to it, and no penalty, for
+`quiet_s`); it reports those sends with its next request, before anything else is decided for
+it. The limiter stays the owner of every bucket; the lease only saves the round trip.
+
 FLOOD_WAIT answers from Telegram still happen (limits vary per bot, other clients share the
 account): `flood_wait()` penalizes the chat (or the whole bot) for the given seconds plus jitter.
 
@@ -120,6 +125,8 @@ class RateLimitPolicy:
         self._last_prune: Optional[float] = None
 
         self._grants = defaultdict(int)
+        self._leased = defaultdict(int)       # bot -> account tokens handed out as leases
+        self._lease_used = defaultdict(int)   # bot -> sends the bot made on its leases
         self._flood_waits = defaultdict(int)
         self._penalty_s = defaultdict(float)
         self._waits = 0
@@ -242,6 +249,56 @@ class RateLimitPolicy:
         self._wait_s += retry
         return Grant(allowed, retry, waiting)
 
+    # ---- leases ---------------------------------------------------------------------------
+    @property
+    def quiet_s(self) -> float:
+        """Seconds after its last send (or penalty) until a chat's bucket is surely full again:
+        a bot may spend a lease on a private chat only after that long (see `lease`)."""
+        rate, burst = self._chat_limits
+        return burst / rate
+
+    def lease(self, bot: str, n: int, now: Optional[float] = None,
+              account_kind: str = "bot") -> int:
+        """Reserve up to `n` of the bot's account-wide tokens for the bot to spend on its own,
+        without asking, each on a PRIVATE chat it has not sent to (and that was not penalized)
+        for `quiet_s`. Such a chat's bucket is full, so one send there needs only the account
+        token, which is taken here. The bot reports what it spent (`settle`) with its next
+        request, before anything else is decided for it, and gives back what it did not.
+        Why: one round trip to the limiter per message was the largest per-message cost of a
+        lightly loaded bot; a lease turns it into one round trip per `n` messages."""
+        now = self._clock() if now is None else now
+        if n <= 0:
+            return 0
+        account = self._account(bot, account_kind, now)
+        # Tokens reserved now may all be spent later at once, on top of what the bucket lets
+        # through then: at most half the burst keeps that within the bucket's own margin.
+        got = account.take(min(n, max(1, int(account.burst // 2))), now)
+        self._leased[bot] += got
+        return got
+
+    def settle(self, bot: str, used: dict, returned: int, now: Optional[float] = None,
+               account_kind: str = "bot") -> int:
+        """The bot spent `used` ((chat_id, chat_kind) -> n) from its lease and gives back
+        `returned` unspent tokens. Debits the chat buckets (they were full when spent, so this
+        only delays the debit) and counts the sends as granted. Returns the sends counted."""
+        now = self._clock() if now is None else now
+        total = 0
+        for (chat_id, chat_kind), n in used.items():
+            n = int(n)
+            if n <= 0:
+                continue
+            self._chat(bot, chat_id, now).debit(n, now)
+            if chat_class(chat_id, chat_kind) == GROUP:   # not leased by the bot; if it was,
+                self._group(bot, chat_id, now).debit(n, now)   # the group bucket pays too
+            self._seq += 1
+            self._served[(bot, chat_id)] = self._seq
+            total += n
+        self._grants[bot] += total
+        self._lease_used[bot] += total
+        if returned > 0:
+            self._account(bot, account_kind, now).give_back(int(returned), now)
+        return total
+
     def flood_wait(self, bot: str, chat_id: Optional[int], chat_kind: Optional[str],
                    seconds: float, now: Optional[float] = None,
                    account_kind: Optional[str] = None) -> float:
@@ -295,6 +352,8 @@ class RateLimitPolicy:
         return {
             "grants": dict(self._grants),
             "granted_total": sum(self._grants.values()),
+            "leased_total": sum(self._leased.values()),
+            "lease_used_total": sum(self._lease_used.values()),
             "waits": self._waits,
             "wait_seconds": self._wait_s,
             "flood_waits": dict(self._flood_waits),

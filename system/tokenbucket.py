@@ -64,6 +64,21 @@ class TokenBucket:
             self._tokens = max(0.0, self._tokens - granted)
         return granted
 
+    def debit(self, n: int, now: Optional[float] = None) -> None:
+        """Take `n` tokens that were already spent elsewhere (a lease the caller settles
+        late): no availability check, the bucket only bottoms out at empty."""
+        if n > 0:
+            self._refill(now)
+            self._tokens = max(0.0, self._tokens - n)
+
+    def give_back(self, n: int, now: Optional[float] = None) -> None:
+        """Return `n` taken but unspent tokens. Never above the burst, and nothing while
+        penalized: a penalty empties the bucket and that must hold."""
+        if n > 0:
+            now = self._refill(now)
+            if now >= self.penalized_until:
+                self._tokens = min(self.burst, self._tokens + n)
+
     def time_until(self, n: int = 1, now: Optional[float] = None) -> float:
         """Seconds from `now` until `n` tokens are available (0 if they already are); inf if
         n exceeds the burst, which can never be available at once."""
