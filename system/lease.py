@@ -37,8 +37,6 @@ class BotLease:
         self.not_before = None        # no spending before this (start guard, FLOOD_WAIT)
         self.last_sent: OrderedDict = OrderedDict()   # chat -> last send (or penalty end)
         self.used: dict = {}          # (chat, kind) -> sends on leases, not yet reported
-        self.spent_total = 0
-        self.granted_total = 0
 
     # ---- from the limiter ------------------------------------------------------------------
     def granted(self, tokens: int, lease_s: float, quiet_s: float) -> None:
@@ -46,12 +44,11 @@ class BotLease:
         request)."""
         now = self.clock()
         if quiet_s > 0:
+            if self.quiet_s is None:     # the first Grant: the start guard
+                self.not_before = max(self.not_before or 0.0, self.started + quiet_s)
             self.quiet_s = float(quiet_s)
-            if self.not_before is None:
-                self.not_before = self.started + self.quiet_s
         self.tokens = max(0, int(tokens)) if self.quiet_s is not None else 0
         self.until = now + float(lease_s)
-        self.granted_total += self.tokens
 
     def settle(self) -> tuple:
         """For the next GrantRequest: (used rows (chat_id, chat_kind, n), returned tokens). The
@@ -64,8 +61,11 @@ class BotLease:
 
     # ---- what the bot does -----------------------------------------------------------------
     def sent(self, chat: int) -> None:
-        """Any send to CHAT (leased or granted) restarts its quiet period."""
-        self._mark(chat, self.clock())
+        """Any send to CHAT (leased or granted) restarts its quiet period. Nothing is kept
+        before the first Grant: without a limiter there is never a lease to guard, and with one
+        the start guard covers everything sent before it answered."""
+        if self.quiet_s is not None:
+            self._mark(chat, self.clock())
 
     def flood_wait(self, chat, seconds: float) -> None:
         """A FLOOD_WAIT result: the lease ends, nothing is spent until the wait is over, and that
@@ -74,12 +74,13 @@ class BotLease:
         end = now + max(0.0, float(seconds))
         self.tokens = 0
         self.not_before = max(self.not_before or 0.0, end)
-        if chat is not None:
+        if chat is not None and self.quiet_s is not None:
             self._mark(chat, end)
 
     def spend(self, outbox, kinds: dict, room: int) -> list:
         """Take from OUTBOX at most one queued item per eligible chat, up to `room` and the
-        tokens left; returns the items (the caller launches them)."""
+        tokens left; returns the items. The caller launches them, and `sent` starts each chat's
+        quiet period."""
         now = self.clock()
         if self.tokens <= 0 or room <= 0 or now >= self.until or self.quiet_s is None \
                 or now < (self.not_before or 0.0):
@@ -106,16 +107,10 @@ class BotLease:
                 continue
             items.extend(got)
             self.tokens -= 1
-            self.spent_total += 1
             key = (chat, kind)
             self.used[key] = self.used.get(key, 0) + 1
-            self._mark(chat, now)
         items.sort(key=lambda item: item.seq)    # launched in the order they were queued
         return items
-
-    @property
-    def active(self) -> bool:
-        return self.tokens > 0 and self.clock() < self.until
 
     # ---- memory ----------------------------------------------------------------------------
     def _mark(self, chat, t: float) -> None:
@@ -124,12 +119,10 @@ class BotLease:
         last[chat] = t if prev is None else max(prev, t)
         last.move_to_end(chat)
         # forget chats whose quiet period is over (oldest first), and bound the rest
-        if self.quiet_s is not None:
-            horizon = self.clock() - self.quiet_s
-            while last:
-                first = next(iter(last.values()))
-                if first >= horizon:
-                    break
-                last.popitem(last=False)
+        horizon = self.clock() - self.quiet_s
+        while last:
+            if next(iter(last.values())) >= horizon:
+                break
+            last.popitem(last=False)
         while len(last) > MAX_REMEMBERED_CHATS:
             last.popitem(last=False)

@@ -288,8 +288,9 @@ class RateLimitPolicy:
             if n <= 0:
                 continue
             self._chat(bot, chat_id, now).debit(n, now)
-            if chat_class(chat_id, chat_kind) == GROUP:   # not leased by the bot; if it was,
-                self._group(bot, chat_id, now).debit(n, now)   # the group bucket pays too
+            # A bot leases private chats only; a group reported anyway pays its bucket too.
+            if chat_class(chat_id, chat_kind) == GROUP:
+                self._group(bot, chat_id, now).debit(n, now)
             self._seq += 1
             self._served[(bot, chat_id)] = self._seq
             total += n

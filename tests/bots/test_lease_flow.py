@@ -46,8 +46,9 @@ def test_no_lease_sends_inside_the_start_guard_nor_to_groups(bot_tree):
                     limits=limits)
     tree.inject("alpha", [msg("alpha", 500, 1, "first")])
     tree.wait_sends("alpha", 1)
-    # inside the start guard every send needs a grant; a group one always does
-    tree.inject("alpha", [msg("alpha", 500, 2, "second"),
+    # inside the start guard every send needs a grant, even to a fresh chat (501); a group
+    # one always does
+    tree.inject("alpha", [msg("alpha", 501, 1, "fresh"),
                           msg("alpha", -100900, 1, "g", kind="group", sender_id=5)])
     tree.wait_sends("alpha", 3)
     s = tree.settle("alpha")

@@ -107,6 +107,14 @@ def queue(ob, chats):
         assert ob.offer(f"action to {c}", c)
 
 
+def launched(lease, ob, room=10):
+    """spend() and then what the bot's launch does: each chat's quiet period starts."""
+    items = lease.spend(ob, {}, room=room)
+    for item in items:
+        lease.sent(item.chat)
+    return [i.chat for i in items]
+
+
 def started_lease(clock, tokens=4, lease_s=2.0, quiet_s=2.0):
     lease = BotLease(clock=clock)
     clock.t += quiet_s            # past the start guard
@@ -153,14 +161,14 @@ def test_a_chat_sent_to_recently_waits_for_a_grant():
     clock.t += 0.5
     ob = outbox()
     queue(ob, [1, 2])
-    assert [i.chat for i in lease.spend(ob, {}, room=10)] == [2]
+    assert launched(lease, ob) == [2]
     queue(ob, [2])
     clock.t += 1.4
-    assert [i.chat for i in lease.spend(ob, {}, room=10)] == []     # 1 and 2 still quiet
+    assert launched(lease, ob) == []     # 1 and 2 still quiet
     clock.t += 0.2
-    assert [i.chat for i in lease.spend(ob, {}, room=10)] == [1]
+    assert launched(lease, ob) == [1]
     clock.t += 0.5
-    assert [i.chat for i in lease.spend(ob, {}, room=10)] == [2]
+    assert launched(lease, ob) == [2]
 
 
 def test_the_lease_expires_and_settle_gives_the_rest_back():
@@ -209,3 +217,19 @@ def test_a_long_backlog_is_not_scanned_whole():
         lease.sent(c)                  # every chat just written to: none eligible
     queue(ob, [5000])
     assert [i.chat for i in lease.spend(ob, {}, room=10)] == [5000]
+
+
+def test_nothing_is_remembered_before_the_first_grant_and_a_flood_then_keeps_the_guard():
+    clock = Clock()
+    lease = BotLease(clock=clock)
+    for c in range(100):
+        lease.sent(c)                  # no limiter answered yet: nothing to guard, nothing kept
+    assert not lease.last_sent
+    lease.flood_wait(5, 0.5)           # before any Grant (no limiter): must not crash
+    lease.granted(4, 10.0, 2.0)        # the start guard still holds after the flood
+    ob = outbox()
+    queue(ob, [1])
+    clock.t += 1.0
+    assert lease.spend(ob, {}, room=10) == []
+    clock.t += 1.0
+    assert [i.chat for i in lease.spend(ob, {}, room=10)] == [1]
