@@ -19,7 +19,7 @@ from thespian.actors import ActorSystem
 from system.loopback import bind_loopback
 from system.procguard import MAIN_PID_ENV
 from system import forkheap, framestack, leanselect
-from system.runner import InProcessRunner
+from system.runner import InProcessRunner, install_quiet_receive
 
 BASES = ("inprocess", "processes")
 
@@ -73,6 +73,7 @@ class FleetSystem:
         defs = log_defs or thespian_log_defs(log_level, log_file)
         if base == "inprocess":
             self.admin_port = None
+            install_quiet_receive()
             self.asys = ActorSystem("simpleSystemBase", capabilities or {},
                                     logDefs=defs, transientUnique=True)
             self.runner = InProcessRunner(self.asys)
