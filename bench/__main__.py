@@ -59,6 +59,10 @@ def parse_args(argv):
     p.add_argument("--warmup-seconds", type=float, default=None,
                    help="before each window (default 1; --quick 0.5)")
     p.add_argument("--light-seconds", type=float, default=None, help="light-load window (default 5; --quick 3)")
+    p.add_argument("--light-samples", type=int, default=None,
+                   help="the light-load window lasts at least long enough for this many messages "
+                        "(default 200, so p99 is not just the slowest of a few dozen; 0 with "
+                        "--quick or an explicit --light-seconds)")
     p.add_argument("--light-rate-per-bot", type=float, default=1.0,
                    help="light-load msg/s per bot for p50/p99 (default 1)")
     p.add_argument("--fidelity-seconds", type=float, default=None, help="default 60; --quick 15")
@@ -83,6 +87,8 @@ def parse_args(argv):
     args.delays = [float(x) for x in args.delays.split(",") if x.strip()]
     args.seconds = args.seconds or (2.0 if q else 4.0)
     args.warmup_seconds = args.warmup_seconds if args.warmup_seconds is not None else (0.5 if q else 1.0)
+    if args.light_samples is None:       # an explicit window is taken as given
+        args.light_samples = 0 if (q or args.light_seconds) else 200
     args.light_seconds = args.light_seconds or (3.0 if q else 5.0)
     args.fidelity_seconds = args.fidelity_seconds or (15.0 if q else 60.0)
     chosen = []
@@ -102,7 +108,7 @@ def params(args) -> dict:
     return {
         "users": args.users, "rate": args.rate, "ladder_start": args.ladder_start,
         "light_rate_per_bot": args.light_rate_per_bot,
-        "light_s": args.light_seconds, "sat_warmup_s": args.warmup_seconds,
+        "light_s": args.light_seconds, "light_samples": args.light_samples, "sat_warmup_s": args.warmup_seconds,
         "sat_window_s": args.seconds, "drain_s": 5.0 if q else 10.0,
         "startup_timeout_s": 60.0, "provisioned": args.provisioned,
         "recovery_bots": 10, "recovery_rate": args.recovery_rate,

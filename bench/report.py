@@ -148,9 +148,12 @@ def table(result: dict) -> str:
         hdr = ("%-28s %4s %5s %9s %9s %7s %7s %8s %8s %7s %7s %8s %6s" % (
             "system", "bots", "delay", "offered/s", "replies/s", "p50 ms", "p99 ms", "pk p99",
             "startup", "RSS MB", "PSS MB", "CPU s/1k", "other"))
-        lines += ["Echo fleet (medians of %s run(s); p50/p99 at light load = %s msg/s per bot; "
-                  "offered/replies/pk p99 at the best step of the rate ladder)" % (result["options"]["repeat"],
-                                                             result["options"]["light_rate_per_bot"]),
+        opts = result["options"]
+        samples = opts.get("light_samples") or 0
+        lines += ["Echo fleet (medians of %s run(s); p50/p99 at light load = %s msg/s per bot%s; "
+                  "offered/replies/pk p99 at the best step of the rate ladder)" % (
+                      opts["repeat"], opts["light_rate_per_bot"],
+                      f", >= {samples} messages per run" if samples else ""),
                   hdr, "-" * len(hdr)]
         for r in sorted(echo, key=lambda r: (r["bots"], r["delay_ms"], r["system"])):
             label = SYSTEM_LABELS.get(r["system"], r["system"])

@@ -8,7 +8,8 @@ Echo fleet run (system S, N bots, round trip D ms), in order:
      Idle memory is sampled here.
   3. set the server's delay to D ms (`set_limits(delay_ms=D)`).
   4. a ladder of offered rates from the crowd (`users` simulated users spread over the bots):
-     first light load (`light_rate_per_bot` msg/s per bot for `light_s`), then `ladder_start`,
+     first light load (`light_rate_per_bot` msg/s per bot for `light_s`, longer if that would
+     give fewer than `light_samples` messages; see light_window), then `ladder_start`,
      doubling up to `rate`. Each step: warm-up, a measured window, crowd stopped, then the harness
      waits until every message is answered (`drain_s` at most) so no stale answer leaks into the
      next step. The ladder stops at the first saturated step (answered < 85% of offered in the
@@ -139,6 +140,15 @@ def ladder(light: float, start: float, top: float) -> list[float]:
     return rates
 
 
+def light_window(p: dict, n_bots: int) -> float:
+    """Seconds of light load: `light_s`, or longer so the fleet gets at least `light_samples`
+    messages. Why: p99 over 50 messages is the slowest one or two, so a single stall decided
+    the table's p99 cells; over 200 it is the 2nd-3rd slowest."""
+    rate = p["light_rate_per_bot"] * n_bots
+    need = p.get("light_samples", 0) / rate if rate > 0 else 0.0
+    return max(p["light_s"], need)
+
+
 def load_step(world, sut, rate: float, users: int, warm_s: float, window_s: float,
               prefix: str, labels: dict | None = None) -> tuple[dict, dict]:
     """Offer RATE msg/s from the crowd; after WARM_S measure a WINDOW_S window; stop the crowd.
@@ -203,7 +213,7 @@ def echo_run(system: str, n_bots: int, delay_ms: float, p: dict, workdir) -> dic
                 rate = rates[i]
                 is_light = i == 0
                 st, mem = load_step(world, sut, rate, p["users"], 0.5 if is_light else p["sat_warmup_s"],
-                                    p["light_s"] if is_light else p["sat_window_s"],
+                                    light_window(p, n_bots) if is_light else p["sat_window_s"],
                                     "light" if is_light else "load", labels)
                 after, drained = drain(c, p["drain_s"])
                 st["drained"] = drained
