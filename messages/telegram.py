@@ -39,6 +39,11 @@ class IncomingMessage:
     fwd_from: Optional[int] = None
     outgoing: bool = False
     sender_username: str = ""
+    # (scope, pts): the update state from which the library's catch-up (GetDifference) fetches
+    # this update again; scope 0 is the account's common pts, else a channel id. None when the
+    # library does not resume from a saved state. The backend never saves a state past an
+    # update its bot has not finished (`system.resume`).
+    resume: Optional[tuple] = None
 
 
 def update_key(update) -> str:

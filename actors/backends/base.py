@@ -57,6 +57,7 @@ from messages.telegram import (DeleteMessages, EditText, ForwardMessages, SendMe
                                UpdateBatch, action_chat, update_key)
 from system.backoff import Backoff
 from system import lane as lanes
+from system import resume
 from system.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
 from system.loopthread import LoopThread
 from system.metrics_client import REPORT_INTERVAL, MetricsBuffer
@@ -292,6 +293,10 @@ class BackendActor(FleetActor):
         # Updates sent to the bot that it has not reported finished (`UpdatesDone`), by key, in
         # order: if the bot dies they go to its successor first.
         self.unacked: collections.OrderedDict = collections.OrderedDict()
+        # How many updates this actor has taken from the library thread, and (touched by that
+        # thread only) what it pushed: a saved session never resumes past a held update.
+        self.updates_seen = 0
+        self.in_transit = resume.InTransit()
         self.queue: collections.deque = collections.deque()
         self.in_flight: dict[int, tuple] = {}   # seq -> (action_id, action, reply_to, bot)
         self.seqs = itertools.count(1)
@@ -451,6 +456,7 @@ class BackendActor(FleetActor):
                                       self.login_error))
 
     def _ev_update(self, message):
+        self.updates_seen += 1
         self.last_activity = time.monotonic()
         self.counters["updates"] += 1
         self.chat_kinds[message.chat_id] = message.chat_kind
@@ -1057,8 +1063,10 @@ class AsyncioBackend(BackendActor):
         self.loop.submit(runner())
 
     def engine_export(self, purpose):
+        held, seen = self.held_floors()
+
         async def export():
-            body = await self.lib_export()
+            body = await self.lib_export(self.export_floors(held, seen))
             return None if body is None else encode_session(self.library, body)
         self._spawn(export(), "session", "session_failed", purpose)
 
@@ -1073,8 +1081,12 @@ class AsyncioBackend(BackendActor):
         if loop is None:
             return None
         blob = None
+        held, seen = self.held_floors()
+
+        async def close():
+            return await self.lib_close(self.export_floors(held, seen))
         try:
-            body = loop.submit(asyncio.wait_for(self.lib_close(), timeout)).result(timeout + 1)
+            body = loop.submit(asyncio.wait_for(close(), timeout)).result(timeout + 1)
             blob = None if body is None else encode_session(self.library, body)
         except Exception as exc:
             self.log.warning("%s: clean close failed: %s", self.path, describe(exc))
@@ -1091,7 +1103,18 @@ class AsyncioBackend(BackendActor):
 
     def push_update(self, message):
         """Library handlers (loop thread) hand an IncomingMessage to the actor."""
+        self.in_transit.pushed(message.resume)
         self.sink.push(("update", message))
+
+    def held_floors(self) -> tuple[dict, int]:
+        """(floors of every update this actor holds, how many it has seen): what a session
+        export must not resume past (system/resume.py). Actor thread."""
+        return (resume.held_floors(self._out_updates, self.buffered, self.unacked.values()),
+                self.updates_seen)
+
+    def export_floors(self, held: dict, seen: int) -> dict:
+        """Library thread, at export: HELD plus what is still on its way to the actor."""
+        return resume.merge(held, self.in_transit.floors_after(seen))
 
     # ---- the library part (loop thread) ---------------------------------------------------
     async def lib_open(self, body: dict | None) -> dict:
@@ -1117,8 +1140,10 @@ class AsyncioBackend(BackendActor):
     async def lib_reconnect(self) -> None:
         raise NotImplementedError
 
-    async def lib_export(self) -> dict | None:
+    async def lib_export(self, floors: dict) -> dict | None:
+        """The session body to save; its update state no later than FLOORS (system/resume.py)."""
         raise NotImplementedError
 
-    async def lib_close(self) -> dict | None:
+    async def lib_close(self, floors: dict) -> dict | None:
+        """Disconnect; the final session body, its update state no later than FLOORS."""
         raise NotImplementedError

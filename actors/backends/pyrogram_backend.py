@@ -379,13 +379,15 @@ class PyrogramBackend(AsyncioBackend):
         if session is not None and not session.is_started.is_set():
             await session.restart()
 
-    async def lib_export(self):
+    async def lib_export(self, floors):
+        # FLOORS stay unused here: this backend's updates carry no resume point yet
+        # (system/resume.py), so they are always empty.
         client = self.client
         if client is None or not client.is_connected:
             return None
         return await export_storage(client.storage)
 
-    async def lib_close(self):
+    async def lib_close(self, floors):
         client = self.client
         if client is None or not client.is_connected:
             return None

@@ -33,6 +33,7 @@ from actors.backends.base import (PEER_ERRORS, AsyncioBackend, LoginFailed, Sess
 from actors.backends.readgate import ReadGate, gated
 from messages.telegram import (DeleteMessages, EditText, ForwardMessages, IncomingMessage,
                                MediaRef, SendMedia, SendText)
+from system import resume
 
 log = logging.getLogger("tgfleet.backend.telethon")
 
@@ -242,6 +243,13 @@ class TelethonBackend(AsyncioBackend):
 
     def _convert(self, event) -> IncomingMessage:
         m = event.message
+        # Where GetDifference would fetch this update again: the state before it.
+        upd = event.original_update
+        pts, count = getattr(upd, "pts", None), getattr(upd, "pts_count", None)
+        resume_at = None
+        if isinstance(pts, int) and isinstance(count, int):
+            scope = m.peer_id.channel_id if isinstance(upd, types.UpdateNewChannelMessage) else 0
+            resume_at = (scope, pts - count)
         chat_id = event.chat_id
         kind = "private" if event.is_private else ("group" if event.is_group else "channel")
         media = None
@@ -262,7 +270,8 @@ class TelethonBackend(AsyncioBackend):
             date=m.date.timestamp() if m.date else 0.0, received_at=time.time(),
             reply_to=m.reply_to_msg_id, media=media, grouped_id=m.grouped_id,
             fwd_from=fwd_from, outgoing=bool(m.out),
-            sender_username=(getattr(sender, "username", None) or "") if sender else "")
+            sender_username=(getattr(sender, "username", None) or "") if sender else "",
+            resume=resume_at)
 
     # ---- actions (loop thread, many at once) ----------------------------------------------
     async def _peer(self, chat_id: int):
@@ -325,14 +334,14 @@ class TelethonBackend(AsyncioBackend):
         if not self.client.is_connected():
             await self.client.connect()      # the update loop catches up (catch_up=True)
 
-    async def lib_export(self):
+    async def lib_export(self, floors):
         client = self.client
         if client is None:
             return None
         await client._save_states_and_entities()   # Telethon's own pre-save step
-        return client.session.to_body()
+        return resume.clamp_telethon_body(client.session.to_body(), floors)
 
-    async def lib_close(self):
+    async def lib_close(self, floors):
         client = self.client
         if client is None:
             return None
@@ -341,4 +350,5 @@ class TelethonBackend(AsyncioBackend):
             await client.disconnect()        # saves the update state into the session
         except Exception as exc:
             log.warning("%s: disconnect failed: %s", self.name, describe(exc))
-        return client.session.to_body() if authorized else None
+        return resume.clamp_telethon_body(client.session.to_body(), floors) if authorized \
+            else None

@@ -50,3 +50,31 @@ def metric(samples: dict, name: str, **labels) -> float:
     want = set(labels.items())
     return sum(v for (fam, sname, ls), v in samples.items()
                if sname == name and want <= set(ls))
+
+
+def ctl_json(fleet, *args):
+    """`ops/ctl --json ARGS`'s result; fails the test if the command failed."""
+    r = fleet.ctl("--json", *args)
+    assert r.returncode == 0, f"ctl {args} failed: {r.stdout} {r.stderr}"
+    return json.loads(r.stdout)["result"]
+
+
+def actors(fleet) -> dict:
+    return {a["path"]: a for a in ctl_json(fleet, "status")["actors"]}
+
+
+def slow_echo_bot(fleet, **config):
+    """A Telethon echo bot "echo" created through ctl (its answers held back by the default
+    per-chat limit), running and answering; returns (local Telegram, user alice, bot)."""
+    tg = localtg_of(fleet)
+    alice = tg.create_account("user", username="alice")
+    bot = tg.create_account("bot", username="slow_echo_bot")
+    ctl_json(fleet, "create", "echo", "--library", "telethon", "--config-json", json.dumps(
+        {"token": bot["bot_token"], "handlers": [{"type": "echo"}],
+         "server": server_of(fleet), **config}))
+    wait_until(lambda: actors(fleet).get("root/bots/echo/bot", {}).get("state") == "running",
+               60, what="the echo bot running")
+    first = tg.send_as(alice["user_id"], bot["user_id"], "warm-up")
+    wait_until(lambda: replies_to(tg, alice["user_id"], bot["user_id"], first["id"]), 30,
+               what="the warm-up answered")
+    return tg, alice, bot

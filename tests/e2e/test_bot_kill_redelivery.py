@@ -8,41 +8,20 @@ Real fleet on the processes base, real Telethon backend, the local Telegram. The
 answers are held back by the default per-chat limit (0.95/s, burst 2), so when the bot dies most
 of a quick burst from one user is still waiting in its queue."""
 import collections
-import json
 import os
 import signal
 
-from tests.e2e.helpers import localtg_of, replies_to, server_of, wait_until
+from tests.e2e.helpers import actors, replies_to, slow_echo_bot, wait_until
 from tests.ops.conftest import start_fleet, stop_fleet
 
 BURST = 8
-
-
-def ctl_json(fleet, *args):
-    r = fleet.ctl("--json", *args)
-    assert r.returncode == 0, f"ctl {args} failed: {r.stdout} {r.stderr}"
-    return json.loads(r.stdout)["result"]
-
-
-def actors(fleet) -> dict:
-    return {a["path"]: a for a in ctl_json(fleet, "status")["actors"]}
 
 
 def test_updates_held_by_a_killed_bot_are_answered_by_its_successor(tmp_path):
     fleet = start_fleet(tmp_path, "processes", localtg=True, demo_bots=0,
                         wait_for="0 of 0 bots running")
     try:
-        tg = localtg_of(fleet)
-        alice = tg.create_account("user", username="alice")
-        bot = tg.create_account("bot", username="slow_echo_bot")
-        ctl_json(fleet, "create", "echo", "--library", "telethon", "--config-json", json.dumps(
-            {"token": bot["bot_token"], "handlers": [{"type": "echo"}],
-             "server": server_of(fleet)}))
-        wait_until(lambda: actors(fleet).get("root/bots/echo/bot", {}).get("state")
-                   == "running", 60, what="the echo bot running")
-        first = tg.send_as(alice["user_id"], bot["user_id"], "warm-up")
-        wait_until(lambda: replies_to(tg, alice["user_id"], bot["user_id"], first["id"]), 30,
-                   what="the warm-up answered")
+        tg, alice, bot = slow_echo_bot(fleet)
 
         texts = [f"burst {i}" for i in range(BURST)]
         sent = [tg.send_as(alice["user_id"], bot["user_id"], t) for t in texts]

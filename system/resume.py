@@ -1,0 +1,103 @@
+"""Never save an update state past an update the bot has not finished.
+
+Why: a Telethon session carries the account's update state (pts, and one pts per channel); the
+next client fetches what came after it (GetDifference). The backend saves the session every
+`session_save_s` and at stop, and the library's state is past every update it has *received*,
+including those still waiting in the bot (a reply held back by the per-chat limit waits
+seconds). If the backend and its bot then die together (their group is killed, the backend is
+killed and rest_for_one restarts the bot, the host goes down), the successor resumes past those
+updates and they are never answered: an at-least-once hole, found by `ops/chaos` and
+reproduced by tests/e2e/test_group_kill_saved_state.py.
+
+So the saved state is lowered to the oldest update still held anywhere: in the backend actor
+(not yet sent to the bot, buffered for a bot that is not attached, sent but not reported
+finished) or still on its way from the library thread to the actor. The successor then fetches
+those again, with some finished ones (the bot's dedup skips those: at worst a duplicate inside
+the dedup window, never a loss).
+
+`Floors` maps a scope (0: the common pts; else a channel id) to the lowest pts to resume from.
+"""
+from __future__ import annotations
+
+import collections
+
+MAX_IN_TRANSIT = 100_000   # pushed, not yet seen by the actor; past this, newest are not kept
+
+
+def add(floors: dict, resume) -> None:
+    """Lower FLOORS to RESUME ((scope, pts) or None)."""
+    if resume is None:
+        return
+    scope, pts = resume
+    cur = floors.get(scope)
+    if cur is None or pts < cur:
+        floors[scope] = pts
+
+
+def held_floors(*collections_of_updates) -> dict:
+    """The floors of every update in the given iterables of IncomingMessage."""
+    floors: dict = {}
+    for updates in collections_of_updates:
+        for update in updates:
+            add(floors, getattr(update, "resume", None))
+    return floors
+
+
+class InTransit:
+    """Updates the library thread pushed that the actor may not have seen yet.
+
+    Only the library thread touches it: `pushed` when it hands an update to the actor,
+    `floors_after(seen)` when it exports the session, where SEEN is how many updates the actor
+    had taken from its inbox when it asked for the export (the inbox is FIFO, so the first SEEN
+    pushes are the ones it saw). Keeping the oldest entries is what matters: a newer one cannot
+    lower a floor an older one already set."""
+
+    def __init__(self, limit: int = MAX_IN_TRANSIT):
+        self.count = 0
+        self.limit = limit
+        self.entries: collections.deque = collections.deque()   # (push number, resume)
+
+    def pushed(self, resume) -> None:
+        self.count += 1
+        if resume is not None and len(self.entries) < self.limit:
+            self.entries.append((self.count, resume))
+
+    def floors_after(self, seen: int) -> dict:
+        """Forget what the actor has seen; the floors of the rest."""
+        entries = self.entries
+        while entries and entries[0][0] <= seen:
+            entries.popleft()
+        floors: dict = {}
+        for _, resume in entries:
+            add(floors, resume)
+        return floors
+
+
+def merge(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for scope, pts in b.items():
+        add(out, (scope, pts))
+    return out
+
+
+def clamp_telethon_body(body: dict, floors: dict) -> dict:
+    """Lower the state in a Telethon session body (`_FleetSession.to_body`): `state` is
+    [pts, qts, date, seq] for scope 0, `channels` is [[channel_id, pts], ...]. A channel with a
+    floor but no saved state gets one, so the successor fetches that channel too."""
+    if not floors:
+        return body
+    state = body.get("state")
+    if state and 0 in floors and floors[0] < state[0]:
+        body["state"] = [floors[0]] + list(state[1:])
+    channels = [list(c) for c in body.get("channels") or ()]
+    known = set()
+    for c in channels:
+        known.add(c[0])
+        f = floors.get(c[0])
+        if f is not None and f < c[1]:
+            c[1] = f
+    for scope, f in floors.items():
+        if scope != 0 and scope not in known:
+            channels.append([scope, f])
+    body["channels"] = channels
+    return body

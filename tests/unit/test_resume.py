@@ -1,0 +1,61 @@
+"""The saved update state never passes a held update (system/resume.py)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from system import resume
+
+
+@dataclass
+class U:
+    resume: tuple | None
+
+
+def test_held_floors_take_the_lowest_per_scope_and_ignore_none():
+    floors = resume.held_floors([U((0, 10)), U((0, 7)), U(None)], [U((555, 3)), U((555, 9))])
+    assert floors == {0: 7, 555: 3}
+
+
+def test_in_transit_forgets_what_the_actor_has_seen():
+    t = resume.InTransit()
+    t.pushed((0, 5))       # push 1
+    t.pushed(None)         # push 2 (a library without resume points)
+    t.pushed((0, 8))       # push 3
+    assert t.floors_after(0) == {0: 5}
+    assert t.floors_after(1) == {0: 8}       # push 1 reached the actor
+    assert t.floors_after(3) == {}
+    assert not t.entries
+
+
+def test_in_transit_keeps_the_oldest_when_full():
+    t = resume.InTransit(limit=2)
+    for pts in (4, 6, 2):
+        t.pushed((0, pts))
+    assert [e[1] for e in t.entries] == [(0, 4), (0, 6)]
+    assert t.count == 3
+
+
+def test_merge_keeps_the_lower_floor():
+    assert resume.merge({0: 5, 9: 2}, {0: 3, 7: 1}) == {0: 3, 9: 2, 7: 1}
+
+
+def body():
+    return {"state": [100, 0, 1700000000, 4], "channels": [[555, 40], [777, 12]], "x": 1}
+
+
+def test_clamp_lowers_common_and_channel_state_only_downwards():
+    out = resume.clamp_telethon_body(body(), {0: 90, 555: 50, 777: 10})
+    assert out["state"] == [90, 0, 1700000000, 4]
+    assert out["channels"] == [[555, 40], [777, 10]]
+    assert out["x"] == 1
+
+
+def test_clamp_adds_a_channel_with_a_floor_but_no_state():
+    out = resume.clamp_telethon_body(body(), {888: 3})
+    assert [888, 3] in out["channels"] and out["state"][0] == 100
+
+
+def test_clamp_without_floors_or_state_changes_nothing():
+    assert resume.clamp_telethon_body(body(), {}) == body()
+    b = {"state": None, "channels": []}
+    assert resume.clamp_telethon_body(b, {0: 5}) == {"state": None, "channels": []}
