@@ -199,6 +199,7 @@ class TelethonBackend(AsyncioBackend):
         self.client = client
         self.clients_created += 1
         await client.connect()
+        self._note_resume_base()
         if await client.is_user_authorized():
             me = await client.get_me(input_peer=True)
             return {"state": "ready", "self_id": me.user_id, "connected": True}
@@ -232,6 +233,27 @@ class TelethonBackend(AsyncioBackend):
         return {"self_id": me.id}
 
     # ---- updates (loop thread) ------------------------------------------------------------
+    def _note_resume_base(self):
+        """The update state this connection catches up from (what the session held when
+        `connect()` loaded it): the resume point of messages whose own position is unknown."""
+        try:
+            self._resume_base = {int(eid): int(st.pts)
+                                 for eid, st in self.client.session.get_update_states()}
+        except (TypeError, ValueError, AttributeError):
+            self._resume_base = {}
+
+    def _resume_point(self, upd, m):
+        """(scope, pts) from which GetDifference fetches this message again. Live updates carry
+        their pts; messages that came in a difference carry none (Telethon wraps them with
+        pts = pts_count = 0), and were fetched from at least the state this connection started
+        from, so that state is a safe resume point for them."""
+        scope = m.peer_id.channel_id if isinstance(upd, types.UpdateNewChannelMessage) else 0
+        pts, count = getattr(upd, "pts", None), getattr(upd, "pts_count", None)
+        if isinstance(pts, int) and isinstance(count, int) and pts > 0 and count > 0:
+            return (scope, pts - count)
+        base = getattr(self, "_resume_base", {}).get(scope)
+        return None if base is None else (scope, base)
+
     async def _on_new_message(self, event):
         try:
             message = self._convert(event)
@@ -243,13 +265,7 @@ class TelethonBackend(AsyncioBackend):
 
     def _convert(self, event) -> IncomingMessage:
         m = event.message
-        # Where GetDifference would fetch this update again: the state before it.
-        upd = event.original_update
-        pts, count = getattr(upd, "pts", None), getattr(upd, "pts_count", None)
-        resume_at = None
-        if isinstance(pts, int) and isinstance(count, int):
-            scope = m.peer_id.channel_id if isinstance(upd, types.UpdateNewChannelMessage) else 0
-            resume_at = (scope, pts - count)
+        resume_at = self._resume_point(event.original_update, m)
         chat_id = event.chat_id
         kind = "private" if event.is_private else ("group" if event.is_group else "channel")
         media = None
@@ -333,6 +349,7 @@ class TelethonBackend(AsyncioBackend):
     async def lib_reconnect(self):
         if not self.client.is_connected():
             await self.client.connect()      # the update loop catches up (catch_up=True)
+            self._note_resume_base()
 
     async def lib_export(self, floors):
         client = self.client

@@ -59,3 +59,27 @@ def test_clamp_without_floors_or_state_changes_nothing():
     assert resume.clamp_telethon_body(body(), {}) == body()
     b = {"state": None, "channels": []}
     assert resume.clamp_telethon_body(b, {0: 5}) == {"state": None, "channels": []}
+
+
+def test_telethon_resume_point_live_difference_and_channel():
+    import datetime
+    from types import SimpleNamespace
+
+    from telethon.tl import types
+
+    from actors.backends.telethon_backend import TelethonBackend
+    point = TelethonBackend._resume_point
+    now = datetime.datetime.now(datetime.timezone.utc)
+    private = types.Message(id=7, peer_id=types.PeerUser(5), date=now, message="hi")
+    post = types.Message(id=8, peer_id=types.PeerChannel(99), date=now, message="news")
+    backend = SimpleNamespace(_resume_base={0: 40, 99: 12})
+    # a live update: the state just before it
+    assert point(backend, types.UpdateNewMessage(private, pts=51, pts_count=1), private) == (0, 50)
+    assert point(backend, types.UpdateNewChannelMessage(post, pts=20, pts_count=1), post) == (99, 19)
+    # fetched by GetDifference (Telethon gives pts = pts_count = 0): where this connection
+    # started catching up, never 0
+    assert point(backend, types.UpdateNewMessage(private, pts=0, pts_count=0), private) == (0, 40)
+    assert point(backend, types.UpdateNewChannelMessage(post, pts=0, pts_count=0), post) == (99, 12)
+    # nothing known: no resume point
+    assert point(SimpleNamespace(_resume_base={}),
+                 types.UpdateNewMessage(private, pts=0, pts_count=0), private) is None
