@@ -1,6 +1,6 @@
 """Never save an update state past an update the bot has not finished.
 
-Why: a Telethon session carries the account's update state (pts, and one pts per channel); the
+Why: a Telethon session (and a Pyrogram storage) carries the account's update state (pts, and one pts per channel); the
 next client fetches what came after it (GetDifference). The backend saves the session every
 `session_save_s` and at stop, and the library's state is past every update it has *received*,
 including those still waiting in the bot (a reply held back by the per-chat limit waits
@@ -11,7 +11,8 @@ reproduced by tests/e2e/test_group_kill_saved_state.py.
 
 So the saved state is lowered to the oldest update still held anywhere: in the backend actor
 (not yet sent to the bot, buffered for a bot that is not attached, sent but not reported
-finished) or still on its way from the library thread to the actor. The successor then fetches
+finished), on its way from the library thread to the actor, or inside the library after it
+counted it in its state (each backend's `lib_export` / `lib_close` covers that part). The successor then fetches
 those again, with some finished ones (the bot's dedup skips those: at worst a duplicate inside
 the dedup window, never a loss).
 
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import collections
 
-MAX_IN_TRANSIT = 100_000   # pushed, not yet seen by the actor; past this, newest are not kept
+MAX_IN_TRANSIT = 10_000    # pushed, not yet seen by the actor; past this, newest are not kept
 
 
 def add(floors: dict, resume) -> None:
@@ -46,27 +47,37 @@ def held_floors(*collections_of_updates) -> dict:
 class InTransit:
     """Updates the library thread pushed that the actor may not have seen yet.
 
-    Only the library thread touches it: `pushed` when it hands an update to the actor,
+    Only the library thread changes it: `pushed` when it hands an update to the actor,
     `floors_after(seen)` when it exports the session, where SEEN is how many updates the actor
     had taken from its inbox when it asked for the export (the inbox is FIFO, so the first SEEN
-    pushes are the ones it saw). Keeping the oldest entries is what matters: a newer one cannot
-    lower a floor an older one already set."""
+    pushes are the ones it saw). Each push also forgets what the actor has seen by now
+    (`seen_now()`: the actor's own counter, an int only the actor writes; a stale read only
+    keeps an entry longer), so the deque holds what is in transit, a handful, not every update
+    since the last export. Keeping the oldest entries is what matters when it is full: a newer
+    one cannot lower a floor an older one already set."""
 
-    def __init__(self, limit: int = MAX_IN_TRANSIT):
+    def __init__(self, seen_now=None, limit: int = MAX_IN_TRANSIT):
         self.count = 0
         self.limit = limit
+        self.seen_now = seen_now
         self.entries: collections.deque = collections.deque()   # (push number, resume)
+
+    def _forget(self, seen: int) -> None:
+        entries = self.entries
+        while entries and entries[0][0] <= seen:
+            entries.popleft()
 
     def pushed(self, resume) -> None:
         self.count += 1
+        if self.entries and self.seen_now is not None:
+            self._forget(self.seen_now())
         if resume is not None and len(self.entries) < self.limit:
             self.entries.append((self.count, resume))
 
     def floors_after(self, seen: int) -> dict:
         """Forget what the actor has seen; the floors of the rest."""
+        self._forget(seen)
         entries = self.entries
-        while entries and entries[0][0] <= seen:
-            entries.popleft()
         floors: dict = {}
         for _, resume in entries:
             add(floors, resume)
@@ -100,4 +111,24 @@ def clamp_telethon_body(body: dict, floors: dict) -> dict:
         if scope != 0 and scope not in known:
             channels.append([scope, f])
     body["channels"] = channels
+    return body
+
+
+def clamp_pyrogram_body(body: dict, floors: dict) -> dict:
+    """The same for a Pyrogram storage body (`pyrogram_backend.export_storage`): `states` is
+    [[id, pts, qts, date, seq], ...] with id 0 for the common state and the channel's id (as
+    Pyrogram stores it) otherwise."""
+    if not floors:
+        return body
+    states = [list(r) for r in body.get("states") or ()]
+    known = set()
+    for r in states:
+        known.add(r[0])
+        f = floors.get(r[0])
+        if f is not None and r[1] is not None and f < r[1]:
+            r[1] = f
+    for scope, f in floors.items():
+        if scope != 0 and scope not in known:
+            states.append([scope, f, None, None, None])
+    body["states"] = states
     return body

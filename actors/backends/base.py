@@ -296,7 +296,7 @@ class BackendActor(FleetActor):
         # How many updates this actor has taken from the library thread, and (touched by that
         # thread only) what it pushed: a saved session never resumes past a held update.
         self.updates_seen = 0
-        self.in_transit = resume.InTransit()
+        self.in_transit = resume.InTransit(lambda: self.updates_seen)
         self.queue: collections.deque = collections.deque()
         self.in_flight: dict[int, tuple] = {}   # seq -> (action_id, action, reply_to, bot)
         self.seqs = itertools.count(1)
@@ -1066,7 +1066,7 @@ class AsyncioBackend(BackendActor):
         held, seen = self.held_floors()
 
         async def export():
-            body = await self.lib_export(self.export_floors(held, seen))
+            body = await self.lib_export(lambda: self.export_floors(held, seen))
             return None if body is None else encode_session(self.library, body)
         self._spawn(export(), "session", "session_failed", purpose)
 
@@ -1084,7 +1084,7 @@ class AsyncioBackend(BackendActor):
         held, seen = self.held_floors()
 
         async def close():
-            return await self.lib_close(self.export_floors(held, seen))
+            return await self.lib_close(lambda: self.export_floors(held, seen))
         try:
             body = loop.submit(asyncio.wait_for(close(), timeout)).result(timeout + 1)
             blob = None if body is None else encode_session(self.library, body)
@@ -1140,10 +1140,11 @@ class AsyncioBackend(BackendActor):
     async def lib_reconnect(self) -> None:
         raise NotImplementedError
 
-    async def lib_export(self, floors: dict) -> dict | None:
-        """The session body to save; its update state no later than FLOORS (system/resume.py)."""
+    async def lib_export(self, floors) -> dict | None:
+        """The session body to save, its update state no later than `floors()` (called once
+        the body is taken: what this backend holds or has on its way; system/resume.py)."""
         raise NotImplementedError
 
-    async def lib_close(self, floors: dict) -> dict | None:
-        """Disconnect; the final session body, its update state no later than FLOORS."""
+    async def lib_close(self, floors) -> dict | None:
+        """Disconnect; the final session body, its update state no later than `floors()`."""
         raise NotImplementedError

@@ -23,7 +23,7 @@ import asyncio
 import logging
 import time
 
-from pyrogram import Client, enums, errors, raw
+from pyrogram import Client, enums, errors, raw, utils
 from pyrogram import types as ptypes
 from pyrogram.handlers import MessageHandler
 from pyrogram.connection import Connection
@@ -36,6 +36,7 @@ from actors.backends.base import (PEER_ERRORS, AsyncioBackend, LoginFailed, Sess
 from actors.backends.readgate import ReadGate, gated
 from messages.telegram import (DeleteMessages, EditText, ForwardMessages, IncomingMessage,
                                MediaRef, SendMedia, SendText)
+from system import resume
 
 log = logging.getLogger("tgfleet.backend.pyrogram")
 
@@ -189,7 +190,7 @@ class PyrogramBackend(AsyncioBackend):
             connection_factory=gated(Connection, self.read_gate),
             fleet_body=body, fleet_server=cfg.get("server"))
         # the handler workers look the queue up by attribute each time
-        client.dispatcher.updates_queue = self.read_gate.make_queue()
+        client.dispatcher.updates_queue = self.read_gate.make_queue(track_taken=True)
         client.add_handler(MessageHandler(self._on_message))
         client.connect_handler = self._on_connect
         client.disconnect_handler = self._on_disconnect
@@ -226,6 +227,9 @@ class PyrogramBackend(AsyncioBackend):
         """What Client.start() does after authorization: update state, me, dispatcher (which
         recovers the gaps since the stored state through GetDifference)."""
         client = self.client
+        # Where that recovery starts: the resume point of the messages it fetches.
+        self._resume_base = {int(st.id): int(st.pts) for st in
+                             await client.storage.get_update_states() if st.pts is not None}
         state = await client.invoke(raw.functions.updates.GetState())
         if not await client.storage.get_update_states(0):
             await client.storage.set_update_state(
@@ -274,14 +278,31 @@ class PyrogramBackend(AsyncioBackend):
     async def _on_message(self, client, message):
         if message.outgoing or message.service:
             return
+        item = self.read_gate.queue.last_taken()
         try:
-            converted = self._convert(message)
+            converted = self._convert(message, self._resume_point(item[0] if item else None))
         except Exception:
             log.exception("%s: cannot convert message %s", self.name, message.id)
             return
         self.push_update(converted)
 
-    def _convert(self, m) -> IncomingMessage:
+    def _resume_point(self, upd):
+        """(scope, pts) from which Pyrogram's gap recovery fetches this message again (scope:
+        0, or the channel's id as Pyrogram stores its state). Live updates carry their pts;
+        messages fetched by its recovery at start carry pts_count = -1 and came from at least
+        the state it started from."""
+        if upd is None:
+            return None
+        channel_id = getattr(getattr(getattr(upd, "message", None), "peer_id", None),
+                             "channel_id", None)
+        scope = utils.get_channel_id(channel_id) if channel_id else 0
+        pts, count = getattr(upd, "pts", None), getattr(upd, "pts_count", None)
+        if isinstance(pts, int) and isinstance(count, int) and pts > 0 and count > 0:
+            return (scope, pts - count)
+        base = getattr(self, "_resume_base", {}).get(scope)
+        return None if base is None else (scope, base)
+
+    def _convert(self, m, resume_at=None) -> IncomingMessage:
         chat = m.chat
         ctype = chat.type if chat else None
         if ctype in (enums.ChatType.PRIVATE, enums.ChatType.BOT):
@@ -314,7 +335,8 @@ class PyrogramBackend(AsyncioBackend):
             date=m.date.timestamp() if m.date else 0.0, received_at=time.time(),
             reply_to=m.reply_to_message_id, media=media,
             grouped_id=int(m.media_group_id) if m.media_group_id else None,
-            fwd_from=fwd_from, outgoing=bool(m.outgoing), sender_username=username)
+            fwd_from=fwd_from, outgoing=bool(m.outgoing), sender_username=username,
+            resume=resume_at)
 
     # ---- actions (loop thread, many at once) ----------------------------------------------
     async def _resolve(self, chat_id: int) -> int:
@@ -379,13 +401,20 @@ class PyrogramBackend(AsyncioBackend):
         if session is not None and not session.is_started.is_set():
             await session.restart()
 
+    def _library_floors(self) -> dict:
+        """Floors of the updates Pyrogram has counted in its stored state but not yet handed
+        to this backend: queued for its dispatcher, or taken by a dispatcher worker."""
+        floors: dict = {}
+        for item in self.read_gate.queue.waiting():
+            resume.add(floors, self._resume_point(item[0]))
+        return floors
+
     async def lib_export(self, floors):
-        # FLOORS stay unused here: this backend's updates carry no resume point yet
-        # (system/resume.py), so they are always empty.
         client = self.client
         if client is None or not client.is_connected:
             return None
-        return await export_storage(client.storage)
+        body = await export_storage(client.storage)
+        return resume.clamp_pyrogram_body(body, resume.merge(floors(), self._library_floors()))
 
     async def lib_close(self, floors):
         client = self.client
@@ -394,6 +423,8 @@ class PyrogramBackend(AsyncioBackend):
         body = None
         if await client.storage.user_id():
             body = await export_storage(client.storage)
+            body = resume.clamp_pyrogram_body(body, resume.merge(floors(),
+                                                                 self._library_floors()))
         try:
             if client.is_initialized:
                 await client.stop()

@@ -50,9 +50,10 @@ class ReadGate:
         self.paused_s = 0.0        # total time reads waited
         self.max_depth = 0
 
-    def make_queue(self) -> "GateQueue":
-        """The library's new update queue (call on the loop thread, before it connects)."""
-        self.queue = GateQueue(self)
+    def make_queue(self, track_taken: bool = False) -> "GateQueue":
+        """The library's new update queue (call on the loop thread, before it connects);
+        TRACK_TAKEN: remember what each consumer task took last (`GateQueue.taken`)."""
+        self.queue = GateQueue(self, track_taken)
         return self.queue
 
     def depth(self) -> int:
@@ -97,14 +98,45 @@ class ReadGate:
 class GateQueue(asyncio.Queue):
     """The library's update queue, unchanged except that every take tells the gate."""
 
-    def __init__(self, gate: ReadGate):
+    MAX_TAKERS = 256          # consumer tasks remembered before finished ones are dropped
+
+    def __init__(self, gate: ReadGate, track_taken: bool = False):
         super().__init__()
         self._gate = gate
+        self._track = track_taken
+        # The item each consumer task took last. Its handlers run in that task right after,
+        # so they can see the raw update behind a parsed message (Pyrogram's handlers get only
+        # the parsed message; the update carries the pts); and a session export sees what is
+        # taken but perhaps not handled yet (system/resume.py). Pyrogram's dispatcher workers
+        # are long-lived tasks; a consumer that takes through a new task each time (Telethon's
+        # `wait_for(queue.get())`) does not track, or every take would be kept.
+        self.taken: dict = {}
 
     def _get(self):
         item = super()._get()
         self._gate._taken(self.qsize())
+        if self._track:
+            task = asyncio.current_task()
+            if task is not None:
+                taken = self.taken
+                if len(taken) >= self.MAX_TAKERS and task not in taken:
+                    self._forget_done()
+                taken[task] = item
         return item
+
+    def _forget_done(self) -> None:
+        for task in [t for t in self.taken if t.done()]:
+            del self.taken[task]
+
+    def last_taken(self):
+        """The item the current task took last (None outside a consumer task)."""
+        task = asyncio.current_task()
+        return self.taken.get(task) if task is not None else None
+
+    def waiting(self) -> list:
+        """Every item queued or taken by a consumer (perhaps not handled yet)."""
+        self._forget_done()
+        return list(self._queue) + list(self.taken.values())
 
 
 def gated(connection_class: type, gate: ReadGate) -> type:

@@ -351,21 +351,44 @@ class TelethonBackend(AsyncioBackend):
             await self.client.connect()      # the update loop catches up (catch_up=True)
             self._note_resume_base()
 
+    async def _snapshot(self, client, floors):
+        """The session body with the current update state, clamped so that it resumes at or
+        before every update not finished by the bot (system/resume.py); None if Telethon's
+        dispatch did not catch up within a second.
+
+        Telethon applies an update to its state first and hands it to the handlers in a task
+        created right after, with nothing awaited in between. So once the handler tasks that
+        exist when the state is read have finished, every update that state covers has reached
+        `_on_new_message`, and is held by the actor or on its way (what `floors()` covers)."""
+        await client._save_states_and_entities()   # Telethon's own pre-save step
+        body = client.session.to_body()
+        pending = [t for t in client._event_handler_tasks if not t.done()]
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=1.0)
+            if late:
+                return None
+        return resume.clamp_telethon_body(body, floors())
+
     async def lib_export(self, floors):
         client = self.client
         if client is None:
             return None
-        await client._save_states_and_entities()   # Telethon's own pre-save step
-        return resume.clamp_telethon_body(client.session.to_body(), floors)
+        return await self._snapshot(client, floors)
 
     async def lib_close(self, floors):
         client = self.client
         if client is None:
             return None
         authorized = bool(client._authorized) or not client._message_box.is_empty()
+        # Taken before disconnecting: disconnect() cancels the handler tasks of updates it has
+        # already counted in its state, so its own final state can skip them.
+        body = await self._snapshot(client, floors) if authorized else None
         try:
-            await client.disconnect()        # saves the update state into the session
+            await client.disconnect()
         except Exception as exc:
             log.warning("%s: disconnect failed: %s", self.name, describe(exc))
-        return resume.clamp_telethon_body(client.session.to_body(), floors) if authorized \
-            else None
+        if authorized and body is None:      # dispatch stuck: resume where this connection did
+            body = client.session.to_body()
+            base = getattr(self, "_resume_base", {})
+            body = resume.clamp_telethon_body(body, resume.merge(base, floors()))
+        return body

@@ -63,13 +63,13 @@ def actors(fleet) -> dict:
     return {a["path"]: a for a in ctl_json(fleet, "status")["actors"]}
 
 
-def slow_echo_bot(fleet, **config):
-    """A Telethon echo bot "echo" created through ctl (its answers held back by the default
+def slow_echo_bot(fleet, library="telethon", **config):
+    """An echo bot "echo" (Telethon unless LIBRARY says otherwise) created through ctl (its answers held back by the default
     per-chat limit), running and answering; returns (local Telegram, user alice, bot)."""
     tg = localtg_of(fleet)
     alice = tg.create_account("user", username="alice")
     bot = tg.create_account("bot", username="slow_echo_bot")
-    ctl_json(fleet, "create", "echo", "--library", "telethon", "--config-json", json.dumps(
+    ctl_json(fleet, "create", "echo", "--library", library, "--config-json", json.dumps(
         {"token": bot["bot_token"], "handlers": [{"type": "echo"}],
          "server": server_of(fleet), **config}))
     wait_until(lambda: actors(fleet).get("root/bots/echo/bot", {}).get("state") == "running",

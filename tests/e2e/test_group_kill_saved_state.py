@@ -4,11 +4,13 @@ state it saves never passes an update its bot has not finished, so the next back
 those again (GetDifference) and the next bot answers them (a duplicate is allowed, a loss is
 not).
 
-Real fleet on the processes base, real Telethon backend, the local Telegram. The echo bot's
+Real fleet on the processes base, real Telethon and Pyrogram backends, the local Telegram. The echo bot's
 answers are held back by the default per-chat limit (0.95/s, burst 2), so most of a quick burst
 from one user waits in the bot's queue while the backend saves its session (every 0.3 s here)."""
 import collections
 import os
+
+import pytest
 import signal
 import time
 
@@ -18,11 +20,12 @@ from tests.ops.conftest import start_fleet, stop_fleet
 BURST = 8
 
 
-def test_updates_covered_by_a_saved_session_survive_a_group_kill(tmp_path):
+@pytest.mark.parametrize("library", ["telethon", "pyrogram"])
+def test_updates_covered_by_a_saved_session_survive_a_group_kill(tmp_path, library):
     fleet = start_fleet(tmp_path, "processes", localtg=True, demo_bots=0,
                         wait_for="0 of 0 bots running")
     try:
-        tg, alice, bot = slow_echo_bot(fleet, session_save_s=0.3)
+        tg, alice, bot = slow_echo_bot(fleet, library, session_save_s=0.3)
 
         texts = [f"burst {i}" for i in range(BURST)]
         sent = [tg.send_as(alice["user_id"], bot["user_id"], t) for t in texts]

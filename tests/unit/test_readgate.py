@@ -117,3 +117,45 @@ def test_gated_connection_waits_before_its_own_recv():
 def test_bad_thresholds_are_refused():
     with pytest.raises(ValueError, match="low < high"):
         ReadGate(high=5, low=5)
+
+
+def test_each_consumer_sees_what_it_took_and_an_export_sees_queued_and_taken():
+    gate = ReadGate(high=10, low=2)
+    seen = {}
+
+    async def worker(name, q, release):
+        await q.get()
+        seen[name] = q.last_taken()
+        await release.wait()           # "handling" it
+
+    async def go():
+        q = gate.make_queue(track_taken=True)
+        for i in range(4):
+            q.put_nowait(i)
+        release = asyncio.Event()
+        tasks = [asyncio.create_task(worker(n, q, release)) for n in ("a", "b")]
+        await asyncio.sleep(0.01)
+        assert seen == {"a": 0, "b": 1}
+        assert q.last_taken() is None                   # not a consumer
+        assert sorted(q.waiting()) == [0, 1, 2, 3]      # 2 queued, 2 taken and in hand
+        release.set()
+        await asyncio.gather(*tasks)
+        assert sorted(q.waiting()) == [2, 3]            # finished consumers are forgotten
+    asyncio.run(go())
+
+
+def test_untracked_queue_keeps_nothing_and_tracked_forgets_finished_takers():
+    gate = ReadGate(high=10, low=2)
+
+    async def go():
+        plain = filled(gate, 300)
+        for _ in range(300):        # each take in its own task, as Telethon's wait_for does
+            await asyncio.wait_for(plain.get(), 1)
+        assert plain.taken == {}
+        tracked = gate.make_queue(track_taken=True)
+        for i in range(600):
+            tracked.put_nowait(i)
+        for _ in range(600):
+            await asyncio.wait_for(tracked.get(), 1)
+        assert len(tracked.taken) <= GateQueue.MAX_TAKERS
+    asyncio.run(go())

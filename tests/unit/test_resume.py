@@ -83,3 +83,41 @@ def test_telethon_resume_point_live_difference_and_channel():
     # nothing known: no resume point
     assert point(SimpleNamespace(_resume_base={}),
                  types.UpdateNewMessage(private, pts=0, pts_count=0), private) is None
+
+
+def test_pyrogram_clamp_lowers_states_and_adds_missing_channels():
+    body = {"states": [[0, 100, 3, 1700000000, 9], [-1000000000099, 40, None, None, None]]}
+    out = resume.clamp_pyrogram_body(body, {0: 95, -1000000000099: 50, -1000000000777: 4})
+    assert out["states"] == [[0, 95, 3, 1700000000, 9], [-1000000000099, 40, None, None, None],
+                             [-1000000000777, 4, None, None, None]]
+    assert resume.clamp_pyrogram_body({"states": []}, {}) == {"states": []}
+
+
+def test_pyrogram_resume_point_live_recovered_and_channel():
+    from types import SimpleNamespace
+
+    from pyrogram import raw
+
+    from actors.backends.pyrogram_backend import PyrogramBackend
+    backend = SimpleNamespace(_resume_base={0: 40, -1000000000099: 12})
+    point = PyrogramBackend._resume_point.__get__(backend)
+    private = raw.types.Message(id=7, peer_id=raw.types.PeerUser(user_id=5), date=0, message="hi")
+    post = raw.types.Message(id=8, peer_id=raw.types.PeerChannel(channel_id=99), date=0,
+                             message="news")
+    assert point(raw.types.UpdateNewMessage(message=private, pts=51, pts_count=1)) == (0, 50)
+    assert point(raw.types.UpdateNewChannelMessage(message=post, pts=20, pts_count=1)) \
+        == (-1000000000099, 19)
+    # recovered at start (Pyrogram gives pts_count -1): where the recovery started
+    assert point(raw.types.UpdateNewMessage(message=private, pts=60, pts_count=-1)) == (0, 40)
+    assert point(None) is None
+
+
+def test_in_transit_stays_small_while_the_actor_keeps_up():
+    seen = [0]
+    t = resume.InTransit(lambda: seen[0])
+    for i in range(1, 100_001):
+        t.pushed((0, i))
+        seen[0] = i            # the actor took it
+    assert len(t.entries) <= 1
+    t.pushed((0, 7))           # one the actor has not taken yet
+    assert t.floors_after(seen[0]) == {0: 7}
