@@ -41,15 +41,18 @@ def bench_run(tmp_path_factory):
            "--ladder-start", "200", "--rate", "200", "--only", ",".join(WORKLOADS),
            "--out-dir", str(out_dir), "--workdir", str(work)]
     t0 = time.monotonic()
-    proc = subprocess.run(cmd, cwd=str(REPO_ROOT), capture_output=True, text=True, timeout=150)
-    elapsed = time.monotonic() - t0
-    time.sleep(0.5)
-    left = _ours(str(tmp))
-    for pid, _ in left:        # never leave anything behind, even when the test fails
-        try:
-            psutil.Process(pid).kill()
-        except psutil.NoSuchProcess:
-            pass
+    try:
+        proc = subprocess.run(cmd, cwd=str(REPO_ROOT), capture_output=True, text=True,
+                              timeout=150)
+    finally:
+        elapsed = time.monotonic() - t0
+        time.sleep(0.5)
+        left = _ours(str(tmp))
+        for pid, _ in left:    # never leave anything behind, even when the run times out
+            try:
+                psutil.Process(pid).kill()
+            except psutil.NoSuchProcess:
+                pass
     latest = out_dir / "latest.json"
     data = json.loads(latest.read_text()) if latest.exists() else None
     return {"proc": proc, "data": data, "left": left, "elapsed": elapsed, "out_dir": out_dir}
