@@ -1,7 +1,7 @@
 """Never save an update state past an update the bot has not finished.
 
-Why: a Telethon session (and a Pyrogram storage) carries the account's update state (pts, and one pts per channel); the
-next client fetches what came after it (GetDifference). The backend saves the session every
+Why: a Telethon session (and a Pyrogram storage) carries the account's update state (pts,
+and one pts per channel); the next client fetches what came after it (GetDifference). The backend saves the session every
 `session_save_s` and at stop, and the library's state is past every update it has *received*,
 including those still waiting in the bot (a reply held back by the per-chat limit waits
 seconds). If the backend and its bot then die together (their group is killed, the backend is
@@ -12,8 +12,8 @@ reproduced by tests/e2e/test_group_kill_saved_state.py.
 So the saved state is lowered to the oldest update still held anywhere: in the backend actor
 (not yet sent to the bot, buffered for a bot that is not attached, sent but not reported
 finished), on its way from the library thread to the actor, or inside the library after it
-counted it in its state (each backend's `lib_export` / `lib_close` covers that part). The successor then fetches
-those again, with some finished ones (the bot's dedup skips those: at worst a duplicate inside
+counted it in its state (each backend's `lib_export` / `lib_close` covers that part). The
+successor then fetches those again, with some finished ones (the bot's dedup skips those: at worst a duplicate inside
 the dedup window, never a loss).
 
 `Floors` maps a scope (0: the common pts; else a channel id) to the lowest pts to resume from.
@@ -84,6 +84,18 @@ class InTransit:
         return floors
 
 
+def point(scope, pts, count, base: dict):
+    """The resume point of one message: the state just before it when its update carries a
+    position (pts and a positive pts_count), else where its connection started catching up
+    (BASE, by scope): the libraries hand messages fetched by GetDifference without one
+    (Telethon: pts = pts_count = 0; Pyrogram's recovery: pts_count = -1), and a difference
+    is fetched from at least that state. None when neither is known."""
+    if isinstance(pts, int) and isinstance(count, int) and pts > 0 and count > 0:
+        return (scope, pts - count)
+    start = base.get(scope)
+    return None if start is None else (scope, start)
+
+
 def merge(a: dict, b: dict) -> dict:
     out = dict(a)
     for scope, pts in b.items():
@@ -91,26 +103,29 @@ def merge(a: dict, b: dict) -> dict:
     return out
 
 
+def _lower_rows(rows, floors: dict, new_row) -> list:
+    """ROWS ([scope, pts, ...]) with each pts lowered to its scope's floor; a channel scope
+    with a floor but no row gets NEW_ROW(scope, floor), so the successor fetches that channel
+    too (scope 0, the common state, is only ever lowered)."""
+    rows = [list(r) for r in rows or ()]
+    for r in rows:
+        f = floors.get(r[0])
+        if f is not None and r[1] is not None and f < r[1]:
+            r[1] = f
+    known = {r[0] for r in rows}
+    rows += [new_row(scope, f) for scope, f in floors.items() if scope != 0 and scope not in known]
+    return rows
+
+
 def clamp_telethon_body(body: dict, floors: dict) -> dict:
     """Lower the state in a Telethon session body (`_FleetSession.to_body`): `state` is
-    [pts, qts, date, seq] for scope 0, `channels` is [[channel_id, pts], ...]. A channel with a
-    floor but no saved state gets one, so the successor fetches that channel too."""
+    [pts, qts, date, seq] for scope 0, `channels` is [[channel_id, pts], ...]."""
     if not floors:
         return body
     state = body.get("state")
     if state and 0 in floors and floors[0] < state[0]:
-        body["state"] = [floors[0]] + list(state[1:])
-    channels = [list(c) for c in body.get("channels") or ()]
-    known = set()
-    for c in channels:
-        known.add(c[0])
-        f = floors.get(c[0])
-        if f is not None and f < c[1]:
-            c[1] = f
-    for scope, f in floors.items():
-        if scope != 0 and scope not in known:
-            channels.append([scope, f])
-    body["channels"] = channels
+        body["state"] = [floors[0], *state[1:]]
+    body["channels"] = _lower_rows(body.get("channels"), floors, lambda s, f: [s, f])
     return body
 
 
@@ -120,15 +135,6 @@ def clamp_pyrogram_body(body: dict, floors: dict) -> dict:
     Pyrogram stores it) otherwise."""
     if not floors:
         return body
-    states = [list(r) for r in body.get("states") or ()]
-    known = set()
-    for r in states:
-        known.add(r[0])
-        f = floors.get(r[0])
-        if f is not None and r[1] is not None and f < r[1]:
-            r[1] = f
-    for scope, f in floors.items():
-        if scope != 0 and scope not in known:
-            states.append([scope, f, None, None, None])
-    body["states"] = states
+    body["states"] = _lower_rows(body.get("states"), floors,
+                                 lambda s, f: [s, f, None, None, None])
     return body

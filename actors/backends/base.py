@@ -1063,10 +1063,10 @@ class AsyncioBackend(BackendActor):
         self.loop.submit(runner())
 
     def engine_export(self, purpose):
-        held, seen = self.held_floors()
+        floors = self.floors_for_export()
 
         async def export():
-            body = await self.lib_export(lambda: self.export_floors(held, seen))
+            body = await self.lib_export(floors)
             return None if body is None else encode_session(self.library, body)
         self._spawn(export(), "session", "session_failed", purpose)
 
@@ -1081,10 +1081,10 @@ class AsyncioBackend(BackendActor):
         if loop is None:
             return None
         blob = None
-        held, seen = self.held_floors()
+        floors = self.floors_for_export()
 
         async def close():
-            return await self.lib_close(lambda: self.export_floors(held, seen))
+            return await self.lib_close(floors)
         try:
             body = loop.submit(asyncio.wait_for(close(), timeout)).result(timeout + 1)
             blob = None if body is None else encode_session(self.library, body)
@@ -1106,15 +1106,14 @@ class AsyncioBackend(BackendActor):
         self.in_transit.pushed(message.resume)
         self.sink.push(("update", message))
 
-    def held_floors(self) -> tuple[dict, int]:
-        """(floors of every update this actor holds, how many it has seen): what a session
-        export must not resume past (system/resume.py). Actor thread."""
-        return (resume.held_floors(self._out_updates, self.buffered, self.unacked.values()),
-                self.updates_seen)
-
-    def export_floors(self, held: dict, seen: int) -> dict:
-        """Library thread, at export: HELD plus what is still on its way to the actor."""
-        return resume.merge(held, self.in_transit.floors_after(seen))
+    def floors_for_export(self):
+        """Actor thread, when it asks for an export: what the session must not resume past
+        (system/resume.py), as a function the library thread calls once it has read the state.
+        It returns the floors of every update this actor holds now, plus those pushed after
+        the ones it has seen so far (still on their way to it)."""
+        held = resume.held_floors(self._out_updates, self.buffered, self.unacked.values())
+        seen = self.updates_seen
+        return lambda: resume.merge(held, self.in_transit.floors_after(seen))
 
     # ---- the library part (loop thread) ---------------------------------------------------
     async def lib_open(self, body: dict | None) -> dict:

@@ -174,6 +174,7 @@ async def export_storage(storage) -> dict:
 
 class PyrogramBackend(AsyncioBackend):
     library = "pyrogram"
+    _resume_base: dict = {}     # replaced (never mutated) at each start: _finish_start
 
     # ---- connect and login (loop thread) --------------------------------------------------
     async def lib_open(self, body):
@@ -287,20 +288,15 @@ class PyrogramBackend(AsyncioBackend):
         self.push_update(converted)
 
     def _resume_point(self, upd):
-        """(scope, pts) from which Pyrogram's gap recovery fetches this message again (scope:
-        0, or the channel's id as Pyrogram stores its state). Live updates carry their pts;
-        messages fetched by its recovery at start carry pts_count = -1 and came from at least
-        the state it started from."""
+        """(scope, pts) from which Pyrogram's gap recovery fetches this message again
+        (resume.point; scope 0, or the channel's id as Pyrogram stores its state)."""
         if upd is None:
             return None
         channel_id = getattr(getattr(getattr(upd, "message", None), "peer_id", None),
                              "channel_id", None)
         scope = utils.get_channel_id(channel_id) if channel_id else 0
-        pts, count = getattr(upd, "pts", None), getattr(upd, "pts_count", None)
-        if isinstance(pts, int) and isinstance(count, int) and pts > 0 and count > 0:
-            return (scope, pts - count)
-        base = getattr(self, "_resume_base", {}).get(scope)
-        return None if base is None else (scope, base)
+        return resume.point(scope, getattr(upd, "pts", None), getattr(upd, "pts_count", None),
+                            self._resume_base)
 
     def _convert(self, m, resume_at=None) -> IncomingMessage:
         chat = m.chat

@@ -175,6 +175,7 @@ class _FleetClient(TelegramClient):
 
 
 class TelethonBackend(AsyncioBackend):
+    _resume_base: dict = {}     # replaced (never mutated) at each connect: _note_resume_base
     library = "telethon"
 
     # ---- connect and login (loop thread) --------------------------------------------------
@@ -243,16 +244,10 @@ class TelethonBackend(AsyncioBackend):
             self._resume_base = {}
 
     def _resume_point(self, upd, m):
-        """(scope, pts) from which GetDifference fetches this message again. Live updates carry
-        their pts; messages that came in a difference carry none (Telethon wraps them with
-        pts = pts_count = 0), and were fetched from at least the state this connection started
-        from, so that state is a safe resume point for them."""
+        """(scope, pts) from which GetDifference fetches this message again (resume.point)."""
         scope = m.peer_id.channel_id if isinstance(upd, types.UpdateNewChannelMessage) else 0
-        pts, count = getattr(upd, "pts", None), getattr(upd, "pts_count", None)
-        if isinstance(pts, int) and isinstance(count, int) and pts > 0 and count > 0:
-            return (scope, pts - count)
-        base = getattr(self, "_resume_base", {}).get(scope)
-        return None if base is None else (scope, base)
+        return resume.point(scope, getattr(upd, "pts", None), getattr(upd, "pts_count", None),
+                            self._resume_base)
 
     async def _on_new_message(self, event):
         try:
@@ -389,6 +384,5 @@ class TelethonBackend(AsyncioBackend):
             log.warning("%s: disconnect failed: %s", self.name, describe(exc))
         if authorized and body is None:      # dispatch stuck: resume where this connection did
             body = client.session.to_body()
-            base = getattr(self, "_resume_base", {})
-            body = resume.clamp_telethon_body(body, resume.merge(base, floors()))
+            body = resume.clamp_telethon_body(body, resume.merge(self._resume_base, floors()))
         return body

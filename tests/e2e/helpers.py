@@ -1,5 +1,8 @@
 """Helpers for end-to-end tests: a fleet subprocess with its embedded local Telegram."""
+import collections
 import json
+import os
+import signal
 import time
 import urllib.request
 
@@ -78,3 +81,30 @@ def slow_echo_bot(fleet, library="telethon", **config):
     wait_until(lambda: replies_to(tg, alice["user_id"], bot["user_id"], first["id"]), 30,
                what="the warm-up answered")
     return tg, alice, bot
+
+
+def send_burst(tg, user, bot, n: int):
+    """N messages "burst 0".."burst N-1" from USER to BOT at once. Returns (texts, answered):
+    answered() counts the bot's replies to them, per text (a duplicate counts twice)."""
+    texts = [f"burst {i}" for i in range(n)]
+    sent = [tg.send_as(user["user_id"], bot["user_id"], t) for t in texts]
+    since = sent[0]["id"] - 1
+
+    def answered() -> collections.Counter:
+        return collections.Counter(m["text"] for m in replies_to(
+            tg, user["user_id"], bot["user_id"], since) if m["text"] in texts)
+    return texts, answered
+
+
+def kill_until_back(fleet, path: str, answered, texts) -> collections.Counter:
+    """SIGKILL the actor at PATH while some of TEXTS are still unanswered, wait until it runs
+    again with a new pid, then until every one of TEXTS is answered; returns the answer
+    counts."""
+    old = actors(fleet)[path]
+    before = answered()
+    assert len(before) < len(texts), "everything was answered before the kill: nothing to test"
+    os.kill(old["pid"], signal.SIGKILL)
+    wait_until(lambda: (lambda a: a["state"] == "running" and a["pid"] != old["pid"])(
+        actors(fleet)[path]), 60, what=f"{path} restarted")
+    return wait_until(lambda: (lambda c: c if len(c) == len(texts) else None)(answered()), 60,
+                      what=f"all {len(texts)} messages answered (before the kill: {dict(before)})")

@@ -7,11 +7,7 @@ without a counted drop.
 Real fleet on the processes base, real Telethon backend, the local Telegram. The echo bot's
 answers are held back by the default per-chat limit (0.95/s, burst 2), so when the bot dies most
 of a quick burst from one user is still waiting in its queue."""
-import collections
-import os
-import signal
-
-from tests.e2e.helpers import actors, replies_to, slow_echo_bot, wait_until
+from tests.e2e.helpers import actors, kill_until_back, send_burst, slow_echo_bot, wait_until
 from tests.ops.conftest import start_fleet, stop_fleet
 
 BURST = 8
@@ -23,24 +19,10 @@ def test_updates_held_by_a_killed_bot_are_answered_by_its_successor(tmp_path):
     try:
         tg, alice, bot = slow_echo_bot(fleet)
 
-        texts = [f"burst {i}" for i in range(BURST)]
-        sent = [tg.send_as(alice["user_id"], bot["user_id"], t) for t in texts]
-        since = sent[0]["id"] - 1
-
-        def answered() -> collections.Counter:
-            return collections.Counter(m["text"] for m in replies_to(
-                tg, alice["user_id"], bot["user_id"], since) if m["text"] in texts)
+        texts, answered = send_burst(tg, alice, bot, BURST)
         # The chat's burst (2) goes out at once; the rest wait for the chat limit in the bot.
         wait_until(lambda: len(answered()) >= 2, 30, what="the first answers")
-        old = actors(fleet)["root/bots/echo/bot"]
-        before = answered()
-        assert len(before) < BURST, "everything was answered before the kill: nothing to test"
-        os.kill(old["pid"], signal.SIGKILL)
-
-        wait_until(lambda: (lambda a: a["state"] == "running" and a["pid"] != old["pid"])(
-            actors(fleet)["root/bots/echo/bot"]), 60, what="the bot restarted")
-        got = wait_until(lambda: (lambda c: c if len(c) == BURST else None)(answered()), 60,
-                         what=f"all {BURST} messages answered (before the kill: {dict(before)})")
+        got = kill_until_back(fleet, "root/bots/echo/bot", answered, texts)
         assert set(got) == set(texts)
         # At-least-once: a message answered just before the kill may be answered again, but
         # only a message the dead bot had not reported finished can be (at most ~0.25 s of them).
