@@ -92,7 +92,7 @@ class ReadGate:
 
     def stats(self) -> dict:
         return {"read_pauses": self.pauses, "read_stall_releases": self.stall_releases,
-                "read_paused_s": round(self.paused_s, 3), "update_backlog_max": self.max_depth}
+                "read_paused_s": round(self.paused_s, 6), "update_backlog_max": self.max_depth}
 
 
 class GateQueue(asyncio.Queue):
