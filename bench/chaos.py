@@ -677,8 +677,10 @@ class ChaosRun:
                                     text_prefix=self.crowd_prefix)
 
     def crowd_answered(self) -> int:
+        """Answers the crowd has had from the server running now: 0 while it is stopped (inside
+        a restart) or stalled, or when it does not answer."""
         from system.localtg.control import ControlError
-        if self.tg.stalled:
+        if self.tg.tg is None or self.tg.stalled:
             return 0
         try:
             return self.tg.control.crowd_stats()["answered"]
@@ -734,12 +736,10 @@ class ChaosRun:
 
     def check_recoveries(self, rows):
         by = self.rows_by_path(rows)
+        if any(ev["kind"] == "restart_tg" for ev in self.pending):
+            self.restarts_answered(self.crowd_answered())
         for ev in list(self.pending):
             if ev["kind"] == "restart_tg":
-                if ev.get("incarnation") == self.tg.incarnations and self.crowd_answered() > 0:
-                    ev["recovered_s"] = round(self.now() - ev["t"], 2)
-                    ev["ok"] = True
-                    self.pending.remove(ev)
                 continue
             r = by.get(ev["target"])
             if r is None or r["state"] != "running":
@@ -751,6 +751,18 @@ class ChaosRun:
             if back:
                 ev["recovered_s"] = round(self.now() - ev["t"], 2)
                 self.pending.remove(ev)
+
+    def restarts_answered(self, answered: int):
+        """The pending server restarts are over once the running server has seen answers (its
+        crowd restarts with each incarnation). This also ends a restart whose check had not
+        come yet when the server was restarted again: answers in any later incarnation show
+        the fleet came back after it too."""
+        if answered <= 0:
+            return
+        for ev in [e for e in self.pending if e["kind"] == "restart_tg"]:
+            ev["recovered_s"] = round(self.now() - ev["t"], 2)
+            ev["ok"] = True
+            self.pending.remove(ev)
 
     def wait(self, seconds: float):
         end = time.monotonic() + seconds
@@ -1014,6 +1026,7 @@ class ChaosRun:
     def fault_restart_tg(self):
         snap = self.crowd_snapshot(stop=True)
         self.crowd_totals.append(snap)
+        self.restarts_answered(snap["answered"] or 0)   # a restart just before this one
         old = self.tg.tg.pid
         t = time.monotonic()
         rc = self.tg.stop()
