@@ -47,20 +47,35 @@ def held_floors(*collections_of_updates) -> dict:
 class InTransit:
     """Updates the library thread pushed that the actor may not have seen yet.
 
-    Only the library thread changes it: `pushed` when it hands an update to the actor,
-    `floors_after(seen)` when it exports the session, where SEEN is how many updates the actor
-    had taken from its inbox when it asked for the export (the inbox is FIFO, so the first SEEN
-    pushes are the ones it saw). Each push also forgets what the actor has seen by now
-    (`seen_now()`: the actor's own counter, an int only the actor writes; a stale read only
-    keeps an entry longer), so the deque holds what is in transit, a handful, not every update
-    since the last export. Keeping the oldest entries is what matters when it is full: a newer
-    one cannot lower a floor an older one already set."""
+    The library thread appends (`pushed`) and reads (`floors_after`); the actor only pins and
+    unpins. SEEN counts the updates the actor has taken from its inbox (FIFO, so the first SEEN
+    pushes are the ones it saw). An export asks with the SEEN of the moment it took its
+    snapshot of what the actor holds, and runs later on the library thread: `floors_after(seen)`
+    gives the floors of every entry pushed after those. Each push forgets the entries the actor
+    has seen by now (`seen_now()`: an int only the actor writes), so the deque holds what is in
+    transit, a handful, not every update since the last export; but never past the SEEN of an
+    export that has not read its floors yet (`pin`), or an update taken by the actor after
+    that export's snapshot would be in neither (found in review: the saved state then passed
+    it). When the deque is full the newest are not kept: within one scope a newer entry
+    cannot lower a floor an older one set."""
 
     def __init__(self, seen_now=None, limit: int = MAX_IN_TRANSIT):
         self.count = 0
         self.limit = limit
         self.seen_now = seen_now
         self.entries: collections.deque = collections.deque()   # (push number, resume)
+        self._pins: dict = {}        # pin token -> SEEN of an export not finished yet
+        self._pin_no = 0
+
+    def pin(self, seen: int) -> int:
+        """Actor thread, when it takes an export's snapshot: keep what was pushed after SEEN
+        until that export is over (`unpin(token)`)."""
+        self._pin_no += 1
+        self._pins[self._pin_no] = seen
+        return self._pin_no
+
+    def unpin(self, token: int) -> None:
+        self._pins.pop(token, None)
 
     def _forget(self, seen: int) -> None:
         entries = self.entries
@@ -70,17 +85,20 @@ class InTransit:
     def pushed(self, resume) -> None:
         self.count += 1
         if self.entries and self.seen_now is not None:
-            self._forget(self.seen_now())
+            # SEEN first: the actor pins before it takes more, so a count that includes a
+            # take made after a pin comes with that pin visible.
+            limit = self.seen_now()
+            pins = list(self._pins.values())
+            self._forget(min(limit, *pins) if pins else limit)
         if resume is not None and len(self.entries) < self.limit:
             self.entries.append((self.count, resume))
 
     def floors_after(self, seen: int) -> dict:
-        """Forget what the actor has seen; the floors of the rest."""
-        self._forget(seen)
-        entries = self.entries
+        """The floors of what was pushed after the first SEEN updates."""
         floors: dict = {}
-        for _, resume in entries:
-            add(floors, resume)
+        for number, resume in self.entries:
+            if number > seen:
+                add(floors, resume)
         return floors
 
 

@@ -1066,9 +1066,16 @@ class AsyncioBackend(BackendActor):
         floors = self.floors_for_export()
 
         async def export():
-            body = await self.lib_export(floors)
+            try:
+                body = await self.lib_export(floors)
+            finally:
+                floors.release()
             return None if body is None else encode_session(self.library, body)
-        self._spawn(export(), "session", "session_failed", purpose)
+        try:
+            self._spawn(export(), "session", "session_failed", purpose)
+        except BaseException:
+            floors.release()          # never ran (the loop is closed)
+            raise
 
     def engine_probe(self, seq, sender):
         try:
@@ -1091,6 +1098,7 @@ class AsyncioBackend(BackendActor):
         except Exception as exc:
             self.log.warning("%s: clean close failed: %s", self.path, describe(exc))
         finally:
+            floors.release()
             loop.stop(timeout)
         return blob
 
@@ -1113,7 +1121,13 @@ class AsyncioBackend(BackendActor):
         the ones it has seen so far (still on their way to it)."""
         held = resume.held_floors(self._out_updates, self.buffered, self.unacked.values())
         seen = self.updates_seen
-        return lambda: resume.merge(held, self.in_transit.floors_after(seen))
+        in_transit = self.in_transit
+        token = in_transit.pin(seen)    # until the export is over: see resume.InTransit
+
+        def floors():
+            return resume.merge(held, in_transit.floors_after(seen))
+        floors.release = lambda: in_transit.unpin(token)
+        return floors
 
     # ---- the library part (loop thread) ---------------------------------------------------
     async def lib_open(self, body: dict | None) -> dict:

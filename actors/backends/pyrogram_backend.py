@@ -292,8 +292,10 @@ class PyrogramBackend(AsyncioBackend):
         (resume.point; scope 0, or the channel's id as Pyrogram stores its state)."""
         if upd is None:
             return None
+        # As Pyrogram itself decides: the message's channel, else the update's own channel_id
+        # (updates about a channel that carry no message still count that channel's pts).
         channel_id = getattr(getattr(getattr(upd, "message", None), "peer_id", None),
-                             "channel_id", None)
+                             "channel_id", None) or getattr(upd, "channel_id", None)
         scope = utils.get_channel_id(channel_id) if channel_id else 0
         return resume.point(scope, getattr(upd, "pts", None), getattr(upd, "pts_count", None),
                             self._resume_base)

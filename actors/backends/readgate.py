@@ -124,6 +124,16 @@ class GateQueue(asyncio.Queue):
                 taken[task] = item
         return item
 
+    async def get(self):
+        """A consumer asking for its next item is done with its last one: forget that first,
+        or an idle worker's last item would count as not handled for as long as it stays idle
+        (and hold every saved session state back to it)."""
+        if self._track:
+            task = asyncio.current_task()
+            if task is not None:
+                self.taken.pop(task, None)
+        return await super().get()
+
     def _forget_done(self) -> None:
         for task in [t for t in self.taken if t.done()]:
             del self.taken[task]

@@ -159,3 +159,29 @@ def test_untracked_queue_keeps_nothing_and_tracked_forgets_finished_takers():
             await asyncio.wait_for(tracked.get(), 1)
         assert len(tracked.taken) <= GateQueue.MAX_TAKERS
     asyncio.run(go())
+
+
+def test_an_idle_worker_waiting_for_its_next_item_holds_nothing_back():
+    """Found in review: Pyrogram's dispatcher workers live as long as the client, and a worker
+    kept its last item "taken" while it waited for the next one, so after a burst every
+    session save stayed clamped to that burst's start until each worker took again."""
+    gate = ReadGate(high=10, low=2)
+
+    async def worker(q, handled):
+        while True:
+            item = await q.get()
+            handled.append(item)
+
+    async def go():
+        q = gate.make_queue(track_taken=True)
+        handled = []
+        tasks = [asyncio.create_task(worker(q, handled)) for _ in range(3)]
+        for i in range(3):
+            q.put_nowait(i)
+        await asyncio.sleep(0.01)
+        assert sorted(handled) == [0, 1, 2]
+        assert q.waiting() == []         # all three workers wait for more
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    asyncio.run(go())

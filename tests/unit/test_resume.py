@@ -24,7 +24,16 @@ def test_in_transit_forgets_what_the_actor_has_seen():
     assert t.floors_after(0) == {0: 5}
     assert t.floors_after(1) == {0: 8}       # push 1 reached the actor
     assert t.floors_after(3) == {}
-    assert not t.entries
+
+
+def test_a_push_forgets_what_the_actor_has_seen_by_then():
+    seen = [0]
+    t = resume.InTransit(lambda: seen[0])
+    t.pushed((0, 5))
+    t.pushed((0, 8))
+    seen[0] = 2                # the actor took both
+    t.pushed((0, 9))
+    assert [e[1] for e in t.entries] == [(0, 9)]
 
 
 def test_in_transit_keeps_the_oldest_when_full():
@@ -110,6 +119,11 @@ def test_pyrogram_resume_point_live_recovered_and_channel():
     # recovered at start (Pyrogram gives pts_count -1): where the recovery started
     assert point(raw.types.UpdateNewMessage(message=private, pts=60, pts_count=-1)) == (0, 40)
     assert point(None) is None
+    # found in review: an update about a channel without a message (a deletion) counts the
+    # channel's pts, not the common one (it was given scope 0 and pulled the common pts to 7)
+    deleted = raw.types.UpdateDeleteChannelMessages(channel_id=99, messages=[5], pts=8,
+                                                    pts_count=1)
+    assert point(deleted) == (-1000000000099, 7)
 
 
 def test_in_transit_stays_small_while_the_actor_keeps_up():
@@ -121,3 +135,30 @@ def test_in_transit_stays_small_while_the_actor_keeps_up():
     assert len(t.entries) <= 1
     t.pushed((0, 7))           # one the actor has not taken yet
     assert t.floors_after(seen[0]) == {0: 7}
+
+
+def test_an_export_keeps_what_the_actor_took_after_its_snapshot():
+    """Found in review: the export takes its snapshot of what the actor holds (and SEEN) on the
+    actor thread and reads the library's state later, on the loop thread. An update the actor
+    took in between was in neither: the push after it forgot it (the actor had seen it) and
+    the snapshot did not hold it yet, so the saved state passed it."""
+    from types import SimpleNamespace
+    from actors.backends.base import AsyncioBackend
+
+    b = SimpleNamespace(updates_seen=10, _out_updates=[], buffered=[], unacked={})
+    b.in_transit = resume.InTransit(lambda: b.updates_seen)
+    for i in range(1, 11):
+        b.in_transit.pushed((0, i * 10))         # 1..10: seen and finished
+    b.in_transit.pushed((0, 110))                # 11, on its way
+    floors = AsyncioBackend.floors_for_export(b) # snapshot: SEEN = 10, holds nothing
+    b.updates_seen = 11                          # the actor takes 11; the bot has not finished
+    b.unacked["c:11"] = U((0, 110))
+    b.in_transit.pushed((0, 120))                # 12: this push used to forget 11
+    assert floors() == {0: 110}
+    body = resume.clamp_telethon_body({"state": [121, 0, 0, 0], "channels": []}, floors())
+    assert body["state"][0] == 110
+
+    floors.release()                             # the export is over: pushes forget again
+    b.updates_seen = 12
+    b.in_transit.pushed((0, 130))
+    assert [e[1] for e in b.in_transit.entries] == [(0, 130)]
