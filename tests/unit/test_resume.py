@@ -162,3 +162,61 @@ def test_an_export_keeps_what_the_actor_took_after_its_snapshot():
     b.updates_seen = 12
     b.in_transit.pushed((0, 130))
     assert [e[1] for e in b.in_transit.entries] == [(0, 130)]
+
+
+def test_pyrogram_keeps_an_update_it_is_still_applying(monkeypatch):
+    """Found in review: for a short message Pyrogram stores the new pts, then asks for a
+    GetDifference, and only then queues the message; an export during that request saw the
+    stored pts and neither the queue nor a worker held the message."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from pyrogram import Client, raw
+
+    from actors.backends import pyrogram_backend as pb
+
+    seen_during = {}
+
+    async def go():
+        release = asyncio.Event()
+        started = asyncio.Event()
+
+        async def library_handle_updates(self, updates):     # stands in for Pyrogram's
+            started.set()
+            await release.wait()                               # the GetDifference request
+
+        monkeypatch.setattr(Client, "handle_updates", library_handle_updates)
+        client = object.__new__(pb._FleetPyrogramClient)
+        client.fleet_applying, client._fleet_calls = {}, 0
+        backend = SimpleNamespace(client=client, _resume_base={},
+                                  read_gate=SimpleNamespace(queue=SimpleNamespace(waiting=list)))
+        backend._resume_point = pb.PyrogramBackend._resume_point.__get__(backend)
+        short = raw.types.UpdateShortMessage(id=3, user_id=5, message="hi", pts=71, pts_count=1,
+                                             date=0)
+        task = asyncio.create_task(client.handle_updates(short))
+        await started.wait()
+        seen_during.update(pb.PyrogramBackend._library_floors(backend))
+        release.set()
+        await task
+        return pb.PyrogramBackend._library_floors(backend)
+
+    after = asyncio.run(go())
+    assert seen_during == {0: 70}
+    assert after == {}
+
+
+def test_pyrogram_applying_floors_by_scope():
+    from pyrogram import raw
+
+    from actors.backends.pyrogram_backend import _applying_floors
+    post = raw.types.Message(id=8, peer_id=raw.types.PeerChannel(channel_id=99), date=0,
+                             message="news")
+    container = raw.types.Updates(updates=[
+        raw.types.UpdateNewChannelMessage(message=post, pts=20, pts_count=1),
+        raw.types.UpdateDeleteChannelMessages(channel_id=99, messages=[1], pts=18, pts_count=1),
+        raw.types.UpdateUserTyping(user_id=1, action=raw.types.SendMessageTypingAction())],
+        users=[], chats=[], date=0, seq=0)
+    assert _applying_floors(container) == {-1000000000099: 17}
+    assert _applying_floors(raw.types.UpdateShort(
+        update=raw.types.UpdateUserTyping(user_id=1, action=raw.types.SendMessageTypingAction()),
+        date=0)) == {}
