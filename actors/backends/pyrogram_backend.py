@@ -123,6 +123,19 @@ class _FleetPyrogramClient(Client):
         self._fleet_server = fleet_server
         self.fleet_applying: dict = {}       # call number -> floors (handle_updates)
         self._fleet_calls = 0
+        self.fleet_on_recovery = None        # called with the stored states a recovery starts from
+
+    async def recover_gaps(self, ids=None):
+        """Pyrogram's catch-up (at start, and from its watchdog after a quiet spell) queues
+        what it fetches without a position (pts_count -1); tell the backend the states it
+        fetches from first: a channel stored after the client started, or the state a fresh
+        login stored, was not in what the backend read at start (found in review: such
+        messages held back no saved state)."""
+        if self.fleet_on_recovery is not None:
+            self.fleet_on_recovery({int(st.id): int(st.pts) for st in
+                                    await self.storage.get_update_states(ids)
+                                    if st.pts is not None})
+        return await super().recover_gaps(ids)
 
     async def handle_updates(self, updates):
         """Pyrogram counts each update in its stored state before it queues it for the
@@ -236,6 +249,7 @@ class PyrogramBackend(AsyncioBackend):
         # the handler workers look the queue up by attribute each time
         client.dispatcher.updates_queue = self.read_gate.make_queue(track_taken=True)
         client.add_handler(MessageHandler(self._on_message))
+        client.fleet_on_recovery = self._note_recovery_start
         client.connect_handler = self._on_connect
         client.disconnect_handler = self._on_disconnect
         self.client = client
@@ -329,6 +343,13 @@ class PyrogramBackend(AsyncioBackend):
             log.exception("%s: cannot convert message %s", self.name, message.id)
             return
         self.push_update(converted)
+
+    def _note_recovery_start(self, states: dict):
+        """Add the scopes a recovery starts from to the resume base. A scope already there
+        keeps its (older, so safe) state: messages of an earlier recovery may still be queued."""
+        base = dict(states)
+        base.update(self._resume_base)
+        self._resume_base = base          # replaced, never mutated (read by other code paths)
 
     def _resume_point(self, upd):
         """(scope, pts) from which Pyrogram's gap recovery fetches this message again

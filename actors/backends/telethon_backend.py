@@ -27,6 +27,7 @@ from telethon.crypto import AuthKey
 from telethon.errors.rpcerrorlist import rpc_errors_dict
 from telethon.network import ConnectionTcpFull
 from telethon.sessions import MemorySession
+from telethon._updates.messagebox import MessageBox
 
 from actors.backends.base import (PEER_ERRORS, AsyncioBackend, LoginFailed, SessionCorrupted,
                                   describe)
@@ -159,13 +160,55 @@ class _FleetSession(MemorySession):
         return sess
 
 
+def _stamp(updates, scope, pts) -> None:
+    """Mark the updates a difference returned without a position of their own (Telethon gives
+    them pts = pts_count = 0) with the state that difference was asked from: a successor's
+    GetDifference from there fetches them again (resume.point)."""
+    for upd in updates:
+        if not (getattr(upd, "pts", 0) and getattr(upd, "pts_count", 0)):
+            upd._fleet_from = (scope, pts)
+
+
+class _StampingMessageBox(MessageBox):
+    """Telethon's MessageBox, whose differences mark what they return with where they were
+    fetched from. Why: a message fetched by a difference has no position, and the state the
+    connection started from was not known for a channel first seen later, nor on a fresh
+    login (found in review: such messages held back no saved state). The update loop asks for
+    a difference, awaits it and applies it before it asks for the next, so the last request
+    asked is the one applied."""
+
+    __slots__ = ("_fleet_asked",)
+
+    def get_difference(self):
+        self._fleet_asked = request = super().get_difference()
+        return request
+
+    def apply_difference(self, diff, chat_hashes):
+        result = super().apply_difference(diff, chat_hashes)
+        request = getattr(self, "_fleet_asked", None)
+        if request is not None:
+            _stamp(result[0], 0, request.pts)
+        return result
+
+    def apply_channel_difference(self, request, diff, chat_hashes):
+        result = super().apply_channel_difference(request, diff, chat_hashes)
+        _stamp(result[0], request.channel.channel_id, request.pts)
+        return result
+
+
 class _FleetClient(TelegramClient):
     """TelegramClient that tells the backend when it reconnected by itself, and then catches
     up: Telethon 1.45's own `_handle_auto_reconnect` only calls get_me() (its catch-up code
     sits after a `return`), so updates sent while the connection was down would wait for the
-    next pts gap or the ~15 min no-update deadline."""
+    next pts gap or the ~15 min no-update deadline. Its differences mark what they return
+    (`_StampingMessageBox`)."""
 
     on_reconnect = None
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # still empty here: the session's state is loaded into it at connect
+        self._message_box = _StampingMessageBox(self._log["messagebox"])
 
     async def _handle_auto_reconnect(self):
         if self.on_reconnect is not None:
@@ -246,8 +289,11 @@ class TelethonBackend(AsyncioBackend):
     def _resume_point(self, upd, m):
         """(scope, pts) from which GetDifference fetches this message again (resume.point)."""
         scope = m.peer_id.channel_id if isinstance(upd, types.UpdateNewChannelMessage) else 0
+        stamp = getattr(upd, "_fleet_from", None)      # fetched by a difference from there
+        base = {scope: stamp[1]} if stamp is not None and stamp[0] == scope \
+            else self._resume_base
         return resume.point(scope, getattr(upd, "pts", None), getattr(upd, "pts_count", None),
-                            self._resume_base)
+                            base)
 
     async def _on_new_message(self, event):
         try:

@@ -220,3 +220,61 @@ def test_pyrogram_applying_floors_by_scope():
     assert _applying_floors(raw.types.UpdateShort(
         update=raw.types.UpdateUserTyping(user_id=1, action=raw.types.SendMessageTypingAction()),
         date=0)) == {}
+
+
+def test_telethon_messages_fetched_by_a_difference_resume_from_where_it_was_asked():
+    """Found in review: a message a difference fetched has no position, and the state its
+    connection started from is unknown for a channel first seen after connecting and after a
+    fresh login (connect happens before sign-in): it held back no saved state. Each difference
+    now marks what it returns with the state it was asked from."""
+    import datetime
+    import logging
+    from types import SimpleNamespace
+
+    from telethon._updates.messagebox import ENTRY_ACCOUNT
+    from telethon._updates.session import ChannelState, SessionState
+    from telethon.tl import functions, types
+
+    from actors.backends.telethon_backend import TelethonBackend, _StampingMessageBox
+    now = datetime.datetime.now(datetime.timezone.utc)
+    box = _StampingMessageBox(logging.getLogger("test.messagebox"))
+    box.load(SessionState(5, 2, True, pts=40, qts=0, date=int(now.timestamp()), seq=0,
+                          takeout_id=None), [ChannelState(777, 12)])
+    backend = SimpleNamespace(_resume_base={})        # a fresh login: nothing known at connect
+    point = TelethonBackend._resume_point
+
+    box.try_begin_get_diff(ENTRY_ACCOUNT, "test")
+    request = box.get_difference()
+    private = types.Message(id=7, peer_id=types.PeerUser(5), date=now, message="hi")
+    diff = types.updates.Difference(
+        new_messages=[private], new_encrypted_messages=[], other_updates=[], chats=[], users=[],
+        state=types.updates.State(pts=45, qts=0, date=now, seq=0, unread_count=0))
+    updates, _, _ = box.apply_difference(diff, SimpleNamespace(extend=lambda *a: None))
+    fetched = [u for u in updates if isinstance(u, types.UpdateNewMessage)]
+    assert request.pts == 40 and len(fetched) == 1
+    assert point(backend, fetched[0], private) == (0, 40)
+
+    box.try_begin_get_diff(777, "test")
+    post = types.Message(id=8, peer_id=types.PeerChannel(777), date=now, message="news")
+    channel_request = functions.updates.GetChannelDifferenceRequest(
+        channel=types.InputChannel(777, 1), filter=types.ChannelMessagesFilterEmpty(), pts=12,
+        limit=100)
+    channel_diff = types.updates.ChannelDifference(
+        pts=15, new_messages=[post], other_updates=[], chats=[], users=[], final=True)
+    updates, _, _ = box.apply_channel_difference(channel_request, channel_diff,
+                                                 SimpleNamespace(extend=lambda *a: None))
+    fetched = [u for u in updates if isinstance(u, types.UpdateNewChannelMessage)]
+    assert len(fetched) == 1
+    assert point(backend, fetched[0], post) == (777, 12)
+
+
+def test_pyrogram_recovery_adds_the_scopes_it_starts_from():
+    from types import SimpleNamespace
+
+    from actors.backends.pyrogram_backend import PyrogramBackend
+    backend = SimpleNamespace(_resume_base={})          # read at start, before GetState
+    PyrogramBackend._note_recovery_start(backend, {0: 40})
+    assert backend._resume_base == {0: 40}
+    PyrogramBackend._note_recovery_start(backend, {0: 90, -1000000000777: 5})
+    # scope 0 keeps the older state (messages of the first recovery may still be queued)
+    assert backend._resume_base == {0: 40, -1000000000777: 5}
