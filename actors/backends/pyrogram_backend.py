@@ -124,6 +124,7 @@ class _FleetPyrogramClient(Client):
         self.fleet_applying: dict = {}       # call number -> floors (handle_updates)
         self._fleet_calls = 0
         self.fleet_on_recovery = None        # called with the stored states a recovery starts from
+        self.fleet_recovering = None         # those states while the recovery runs
 
     async def recover_gaps(self, ids=None):
         """Pyrogram's catch-up (at start, and from its watchdog after a quiet spell) queues
@@ -131,11 +132,15 @@ class _FleetPyrogramClient(Client):
         fetches from first: a channel stored after the client started, or the state a fresh
         login stored, was not in what the backend read at start (found in review: such
         messages held back no saved state)."""
+        states = {int(st.id): int(st.pts) for st in await self.storage.get_update_states(ids)
+                  if st.pts is not None}
         if self.fleet_on_recovery is not None:
-            self.fleet_on_recovery({int(st.id): int(st.pts) for st in
-                                    await self.storage.get_update_states(ids)
-                                    if st.pts is not None})
-        return await super().recover_gaps(ids)
+            self.fleet_on_recovery(states)
+        self.fleet_recovering = states
+        try:
+            return await super().recover_gaps(ids)
+        finally:
+            self.fleet_recovering = None
 
     async def handle_updates(self, updates):
         """Pyrogram counts each update in its stored state before it queues it for the
@@ -228,9 +233,13 @@ async def export_storage(storage) -> dict:
     return body
 
 
+MAX_RECOVERED = 4096            # recovered updates remembered before the handled ones are dropped
+
+
 class PyrogramBackend(AsyncioBackend):
     library = "pyrogram"
     _resume_base: dict = {}     # replaced (never mutated) at each start: _finish_start
+    _recovered: dict = {}       # id(update) -> (update, states its recovery started from)
 
     # ---- connect and login (loop thread) --------------------------------------------------
     async def lib_open(self, body):
@@ -250,6 +259,8 @@ class PyrogramBackend(AsyncioBackend):
         client.dispatcher.updates_queue = self.read_gate.make_queue(track_taken=True)
         client.add_handler(MessageHandler(self._on_message))
         client.fleet_on_recovery = self._note_recovery_start
+        self._recovered = {}
+        client.dispatcher.updates_queue.on_put = self._note_queued
         client.connect_handler = self._on_connect
         client.disconnect_handler = self._on_disconnect
         self.client = client
@@ -351,14 +362,36 @@ class PyrogramBackend(AsyncioBackend):
         base.update(self._resume_base)
         self._resume_base = base          # replaced, never mutated (read by other code paths)
 
+    def _note_queued(self, item):
+        """Loop thread, for each update queued for the dispatcher: one queued by a recovery
+        (no position: pts_count -1) resumes from the states that recovery started from,
+        not from those of the client's start, which can be days older (a successor asked for
+        that much would be refused, DifferenceTooLong, and skip ahead). Pyrogram's updates
+        take no attributes, so they are remembered here until no longer queued or taken."""
+        states = getattr(self.client, "fleet_recovering", None)
+        upd = item[0]
+        if states is None or getattr(upd, "pts_count", None) != -1:
+            return
+        if len(self._recovered) >= MAX_RECOVERED:
+            self._prune_recovered()
+        self._recovered[id(upd)] = (upd, states)
+
+    def _prune_recovered(self):
+        live = {id(item[0]) for item in self.read_gate.queue.waiting()}
+        self._recovered = {k: v for k, v in self._recovered.items() if k in live}
+
     def _resume_point(self, upd):
         """(scope, pts) from which Pyrogram's gap recovery fetches this message again
         (resume.point; scope 0, or the channel's id as Pyrogram stores its state)."""
         if upd is None:
             return None
+        base = self._resume_base
+        recovered = self._recovered.get(id(upd))
+        if recovered is not None and recovered[0] is upd:
+            base = recovered[1]
         # updates about a channel that carry no message still count that channel's pts
         return resume.point(_update_scope(upd), getattr(upd, "pts", None),
-                            getattr(upd, "pts_count", None), self._resume_base)
+                            getattr(upd, "pts_count", None), base)
 
     def _convert(self, m, resume_at=None) -> IncomingMessage:
         chat = m.chat
@@ -463,6 +496,7 @@ class PyrogramBackend(AsyncioBackend):
         """Floors of the updates Pyrogram has counted in its stored state but not yet handed
         to this backend: being applied (`handle_updates`), queued for its dispatcher, or
         taken by a dispatcher worker."""
+        self._prune_recovered()
         floors: dict = {}
         for item in self.read_gate.queue.waiting():
             resume.add(floors, self._resume_point(item[0]))

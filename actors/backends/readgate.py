@@ -111,6 +111,12 @@ class GateQueue(asyncio.Queue):
         # are long-lived tasks; a consumer that takes through a new task each time (Telethon's
         # `wait_for(queue.get())`) does not track, or every take would be kept.
         self.taken: dict = {}
+        self.on_put = None        # called with each item queued (loop thread), if set
+
+    def _put(self, item):
+        super()._put(item)
+        if self.on_put is not None:
+            self.on_put(item)
 
     def _get(self):
         item = super()._get()

@@ -108,7 +108,7 @@ def test_pyrogram_resume_point_live_recovered_and_channel():
     from pyrogram import raw
 
     from actors.backends.pyrogram_backend import PyrogramBackend
-    backend = SimpleNamespace(_resume_base={0: 40, -1000000000099: 12})
+    backend = SimpleNamespace(_resume_base={0: 40, -1000000000099: 12}, _recovered={})
     point = PyrogramBackend._resume_point.__get__(backend)
     private = raw.types.Message(id=7, peer_id=raw.types.PeerUser(user_id=5), date=0, message="hi")
     post = raw.types.Message(id=8, peer_id=raw.types.PeerChannel(channel_id=99), date=0,
@@ -188,7 +188,8 @@ def test_pyrogram_keeps_an_update_it_is_still_applying(monkeypatch):
         monkeypatch.setattr(Client, "handle_updates", library_handle_updates)
         client = object.__new__(pb._FleetPyrogramClient)
         client.fleet_applying, client._fleet_calls = {}, 0
-        backend = SimpleNamespace(client=client, _resume_base={},
+        backend = SimpleNamespace(client=client, _resume_base={}, _recovered={},
+                                  _prune_recovered=lambda: None,
                                   read_gate=SimpleNamespace(queue=SimpleNamespace(waiting=list)))
         backend._resume_point = pb.PyrogramBackend._resume_point.__get__(backend)
         short = raw.types.UpdateShortMessage(id=3, user_id=5, message="hi", pts=71, pts_count=1,
@@ -278,3 +279,47 @@ def test_pyrogram_recovery_adds_the_scopes_it_starts_from():
     PyrogramBackend._note_recovery_start(backend, {0: 90, -1000000000777: 5})
     # scope 0 keeps the older state (messages of the first recovery may still be queued)
     assert backend._resume_base == {0: 40, -1000000000777: 5}
+
+
+def test_pyrogram_a_recovered_message_resumes_from_where_its_recovery_started():
+    """Found in review: messages Pyrogram's recovery queues carry no position, and the
+    client's start state they fell back to can be days old (its watchdog recovers after a
+    quiet spell): a successor asked for that much is refused (DifferenceTooLong) and skips
+    ahead. They now resume from the states their own recovery started from."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from pyrogram import raw
+
+    from actors.backends.pyrogram_backend import PyrogramBackend
+    from actors.backends.readgate import ReadGate
+
+    async def go():
+        gate = ReadGate(high=10, low=2)
+        queue = gate.make_queue(track_taken=True)
+        backend = SimpleNamespace(_resume_base={0: 40}, _recovered={}, read_gate=gate,
+                                  client=SimpleNamespace(fleet_recovering=None))
+        for name in ("_note_queued", "_prune_recovered", "_resume_point", "_library_floors"):
+            setattr(backend, name, getattr(PyrogramBackend, name).__get__(backend))
+        queue.on_put = backend._note_queued
+        private = raw.types.Message(id=7, peer_id=raw.types.PeerUser(user_id=5), date=0,
+                                    message="hi")
+        backend.client.fleet_recovering = {0: 9000}       # a recovery from state 9000 runs
+        recovered = raw.types.UpdateNewMessage(message=private, pts=9005, pts_count=-1)
+        queue.put_nowait((recovered, {}, {}))
+        backend.client.fleet_recovering = None
+        live = raw.types.UpdateNewMessage(message=private, pts=9007, pts_count=1)
+        queue.put_nowait((live, {}, {}))
+        assert backend._resume_point(recovered) == (0, 9000)      # not the start's 40
+        assert backend._library_floors() == {0: 9000}
+
+        async def worker():
+            while True:
+                await queue.get()
+        task = asyncio.create_task(worker())
+        await asyncio.sleep(0.01)                    # both handled; the worker waits again
+        assert backend._library_floors() == {}
+        assert backend._recovered == {}              # forgotten once neither queued nor taken
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    asyncio.run(go())
