@@ -23,6 +23,7 @@ from __future__ import annotations
 import collections
 
 MAX_IN_TRANSIT = 10_000    # pushed, not yet seen by the actor; past this, newest are not kept
+PINNED_FACTOR = 20         # that bound times this while an export is pinned (it keeps seen ones)
 
 
 def add(floors: dict, resume) -> None:
@@ -47,8 +48,8 @@ def held_floors(*collections_of_updates) -> dict:
 class InTransit:
     """Updates the library thread pushed that the actor may not have seen yet.
 
-    The library thread appends (`pushed`) and reads (`floors_after`); the actor only pins and
-    unpins. SEEN counts the updates the actor has taken from its inbox (FIFO, so the first SEEN
+    The library thread appends (`pushed`) and reads (`floors_after`); pins are set by the
+    actor and released by either thread (one dict operation each). SEEN counts the updates the actor has taken from its inbox (FIFO, so the first SEEN
     pushes are the ones it saw). An export asks with the SEEN of the moment it took its
     snapshot of what the actor holds, and runs later on the library thread: `floors_after(seen)`
     gives the floors of every entry pushed after those. Each push forgets the entries the actor
@@ -56,8 +57,10 @@ class InTransit:
     transit, a handful, not every update since the last export; but never past the SEEN of an
     export that has not read its floors yet (`pin`), or an update taken by the actor after
     that export's snapshot would be in neither (found in review: the saved state then passed
-    it). When the deque is full the newest are not kept: within one scope a newer entry
-    cannot lower a floor an older one set."""
+    it). Past LIMIT entries the newest are not kept (within one scope a newer entry cannot
+    lower a floor an older one set), except while an export is pinned: the entries it keeps
+    may be ones the actor has seen, which set no floor, so the bound is then PINNED_FACTOR
+    times larger (an export lasts about a second)."""
 
     def __init__(self, seen_now=None, limit: int = MAX_IN_TRANSIT):
         self.count = 0
@@ -90,7 +93,8 @@ class InTransit:
             limit = self.seen_now()
             pins = list(self._pins.values())
             self._forget(min(limit, *pins) if pins else limit)
-        if resume is not None and len(self.entries) < self.limit:
+        if resume is not None and len(self.entries) < (
+                self.limit * PINNED_FACTOR if self._pins else self.limit):
             self.entries.append((self.count, resume))
 
     def floors_after(self, seen: int) -> dict:

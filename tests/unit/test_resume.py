@@ -281,45 +281,133 @@ def test_pyrogram_recovery_adds_the_scopes_it_starts_from():
     assert backend._resume_base == {0: 40, -1000000000777: 5}
 
 
-def test_pyrogram_a_recovered_message_resumes_from_where_its_recovery_started():
-    """Found in review: messages Pyrogram's recovery queues carry no position, and the
-    client's start state they fell back to can be days old (its watchdog recovers after a
-    quiet spell): a successor asked for that much is refused (DifferenceTooLong) and skips
-    ahead. They now resume from the states their own recovery started from."""
-    import asyncio
+def _pyrogram_recovery_world():
+    """A Pyrogram client whose recover_gaps queues what a fake difference returns, and the
+    backend parts that compute resume points, around a real read-gate queue."""
     from types import SimpleNamespace
 
     from pyrogram import raw
 
-    from actors.backends.pyrogram_backend import PyrogramBackend
+    from actors.backends import pyrogram_backend as pb
     from actors.backends.readgate import ReadGate
 
+    gate = ReadGate(high=10, low=2)
+    queue = gate.make_queue(track_taken=True)
+    client = object.__new__(pb._FleetPyrogramClient)
+    client.fleet_on_recovery = None
+    backend = SimpleNamespace(_resume_base={0: 40}, _recovered={}, _prune_at=pb.MAX_RECOVERED,
+                              read_gate=gate, client=client)
+    for name in ("_note_queued", "_prune_recovered", "_resume_point", "_library_floors",
+                 "_note_recovery_start"):
+        setattr(backend, name, getattr(pb.PyrogramBackend, name).__get__(backend))
+    client.fleet_on_recovery = backend._note_recovery_start
+    queue.on_put = backend._note_queued
+    private = raw.types.Message(id=7, peer_id=raw.types.PeerUser(user_id=5), date=0,
+                                message="hi")
+
+    def recovered(pts):
+        return raw.types.UpdateNewMessage(message=private, pts=pts, pts_count=-1)
+    return pb, client, backend, queue, recovered
+
+
+def test_pyrogram_a_recovered_message_resumes_from_where_its_recovery_started(monkeypatch):
+    """Found in review: messages Pyrogram's recovery queues carry no position, and the
+    client's start state they fell back to can be days old (its watchdog recovers after a
+    quiet spell): a successor asked for that much is refused (DifferenceTooLong) and skips
+    ahead. They now resume from the states their own recovery started from, also when two
+    recoveries overlap (a second review: one client-wide value gave the first recovery's
+    later messages the second one's newer state)."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from pyrogram import Client, raw
+
+    pb, client, backend, queue, recovered = _pyrogram_recovery_world()
+    stored = {"pts": 9000}
+    queued = {}
+
+    async def library_recover_gaps(self, ids=None):       # stands in for Pyrogram's
+        first = recovered(stored["pts"] + 5)
+        queue.put_nowait((first, {}, {}))
+        queued.setdefault("first", first)
+        await asyncio.sleep(0.01)                         # the next slice: others run
+        later = recovered(stored["pts"] + 6)
+        queue.put_nowait((later, {}, {}))
+        queued.setdefault("later", later)
+        return (2, 0)
+
+    async def get_update_states(ids=None):
+        return [SimpleNamespace(id=0, pts=stored["pts"])]
+
+    monkeypatch.setattr(Client, "recover_gaps", library_recover_gaps)
+    client.storage = SimpleNamespace(get_update_states=get_update_states)
+
     async def go():
-        gate = ReadGate(high=10, low=2)
-        queue = gate.make_queue(track_taken=True)
-        backend = SimpleNamespace(_resume_base={0: 40}, _recovered={}, read_gate=gate,
-                                  client=SimpleNamespace(fleet_recovering=None))
-        for name in ("_note_queued", "_prune_recovered", "_resume_point", "_library_floors"):
-            setattr(backend, name, getattr(PyrogramBackend, name).__get__(backend))
-        queue.on_put = backend._note_queued
-        private = raw.types.Message(id=7, peer_id=raw.types.PeerUser(user_id=5), date=0,
-                                    message="hi")
-        backend.client.fleet_recovering = {0: 9000}       # a recovery from state 9000 runs
-        recovered = raw.types.UpdateNewMessage(message=private, pts=9005, pts_count=-1)
-        queue.put_nowait((recovered, {}, {}))
-        backend.client.fleet_recovering = None
-        live = raw.types.UpdateNewMessage(message=private, pts=9007, pts_count=1)
+        one = asyncio.create_task(client.recover_gaps())
+        await asyncio.sleep(0.005)
+        stored["pts"] = 9500                              # live updates moved the state on
+        two = asyncio.create_task(client.recover_gaps())
+        assert await one == (2, 0) and await two == (2, 0)
+        live = raw.types.UpdateNewMessage(message=queued["first"].message, pts=9600,
+                                          pts_count=1)
         queue.put_nowait((live, {}, {}))
-        assert backend._resume_point(recovered) == (0, 9000)      # not the start's 40
+        assert backend._resume_point(queued["first"]) == (0, 9000)   # not the start's 40
+        assert backend._resume_point(queued["later"]) == (0, 9000)   # not 9500
+        assert backend._resume_point(live) == (0, 9599)
+        assert backend._library_floors() == {0: 9000}
+        queue.put_nowait(None)                  # the dispatcher's stop marker for a worker
         assert backend._library_floors() == {0: 9000}
 
         async def worker():
-            while True:
-                await queue.get()
+            while await queue.get() is not None:
+                pass
         task = asyncio.create_task(worker())
-        await asyncio.sleep(0.01)                    # both handled; the worker waits again
+        await asyncio.sleep(0.01)               # all handled, then the stop marker
+        await asyncio.wait_for(task, 1)
         assert backend._library_floors() == {}
-        assert backend._recovered == {}              # forgotten once neither queued nor taken
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        assert backend._recovered == {}         # forgotten once neither queued nor taken
     asyncio.run(go())
+
+
+def test_pyrogram_a_large_recovery_prunes_rarely():
+    """A second review: pruning at every put past a fixed size scanned the whole queue each
+    time (a recovery queues its difference at once): 8,000 messages took 4 s of loop time."""
+    pb, client, backend, queue, recovered = _pyrogram_recovery_world()
+    prunes = []
+    prune = backend._prune_recovered
+    backend._prune_recovered = lambda: (prunes.append(1), prune())
+    token = pb.RECOVERING_FROM.set({0: 9000})
+    try:
+        for i in range(20_000):
+            queue.put_nowait((recovered(9001 + i), {}, {}))
+    finally:
+        pb.RECOVERING_FROM.reset(token)
+    assert len(backend._recovered) == 20_000
+    assert len(prunes) <= 4, len(prunes)
+
+
+def test_a_pinned_export_keeps_new_entries_past_the_limit():
+    """A second review: while a pin keeps entries the actor has already seen, a full deque
+    dropped the newest, which could be the one still in transit."""
+    seen = [0]
+    t = resume.InTransit(lambda: seen[0], limit=3)
+    for pts in (1, 2, 3):
+        t.pushed((0, pts))
+    token = t.pin(0)                  # an export asked before the actor took any of them
+    seen[0] = 3                       # then the actor took all three
+    t.pushed((0, 4))                  # still in transit
+    assert t.floors_after(3) == {0: 4}
+    t.unpin(token)
+    t.pushed((0, 5))
+    assert [e[1] for e in t.entries] == [(0, 4), (0, 5)]
+
+
+def test_the_fleet_telethon_client_uses_the_stamping_message_box():
+    import asyncio
+
+    from actors.backends.telethon_backend import _FleetClient, _FleetSession, _StampingMessageBox
+
+    async def make():
+        client = _FleetClient(_FleetSession(), 1, "0" * 32)   # built, never connected
+        return type(client._message_box)
+    assert asyncio.run(make()) is _StampingMessageBox
