@@ -175,11 +175,15 @@ def table(result: dict) -> str:
     rec = result.get("recovery")
     if rec:
         if rec.get("ok_runs"):
+            # The status poll (every 0.1 s) may not have seen the new pid before the answer came.
+            restarted = ("new backend process after %s s" % _f(rec["backend_restarted_s"], "%.2f")
+                         if rec.get("backend_restarted_s") is not None
+                         else "answered before a status poll saw the new backend process")
             lines.append("Recovery (tgfleet processes, %s bots, %s msg/s): backend SIGKILLed -> bot "
-                         "answers again in %s s (new backend process after %s s); lost %s of %s "
+                         "answers again in %s s (%s); lost %s of %s "
                          "messages (%s of the killed bot's, %s of the others')" % (
-                             rec["bots"], rec["rate"], _f(rec["recovery_s"], "%.2f"),
-                             _f(rec["backend_restarted_s"], "%.2f"), _f(rec["lost"]), _f(rec["sent"]),
+                             rec["bots"], rec["rate"], _f(rec["recovery_s"], "%.2f"), restarted,
+                             _f(rec["lost"]), _f(rec["sent"]),
                              _f(rec["lost_victim"]), _f(rec["lost_others"])))
         else:
             lines.append("Recovery: " + ("SKIPPED: " + rec["skipped"] if rec.get("skipped")
