@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import socket
 import tempfile
 import time
@@ -33,7 +34,35 @@ def port_open(host: str, port: int, timeout: float = 0.3) -> bool:
         return False
 
 
+_PORTS = random.Random()          # its own generator: a test seeding `random` must not repeat ports
+LOW_PORT = 10000                  # candidates start here, below the kernel's ephemeral range
+
+
+def _ephemeral_start() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing is bound to now, for a listener started a moment later.
+
+    Picked outside the kernel's ephemeral range when it can be: a port from `bind(0)` is one
+    the kernel also hands to outgoing connections, and one of those took it before the
+    listener bound it (CI: the control port "address already in use", five restarts, then the
+    root escalated)."""
+    top = _ephemeral_start()
+    if top - LOW_PORT >= 1000:
+        for _ in range(100):
+            port = _PORTS.randrange(LOW_PORT, top)
+            with socket.socket() as s:
+                try:
+                    s.bind((host, port))
+                except OSError:
+                    continue
+                return port
     with socket.socket() as s:
         s.bind((host, 0))
         return s.getsockname()[1]

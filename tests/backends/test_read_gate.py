@@ -24,22 +24,28 @@ def test_flood_with_the_gate_loses_nothing(fleet, tg, tmp_path, library):
     bot = ctl.create_account("bot", provision_key=False)
     group = fleet.group(backend_args(tg, bot, library, tmp_path, update_backlog_high=2,
                                      update_backlog_low=0))
-    ctl.crowd_start([bot["user_id"]], users=N_USERS, rate_per_s=3000, duration_s=0.5,
-                    text_prefix="flood")
-    last = {"sent": -1}
+    sent = 0
+    # Up to three floods: whether a backlog is queued at the moment of a read depends on
+    # timing (Pyrogram applies updates in tasks of their own), and one flood in a CI run
+    # never found the gate's queue above 2.
+    for attempt in range(3):
+        ctl.crowd_start([bot["user_id"]], users=N_USERS, rate_per_s=3000, duration_s=0.5,
+                        text_prefix="flood")
+        last = {"sent": -1}
 
-    def burst_over():
-        fleet.idle(0.3)
-        now = ctl.crowd_stats()["sent"]
-        done, last["sent"] = now == last["sent"] and now >= 200, now
-        return done
-    fleet.poll(burst_over, 30, "the crowd's burst to end", lambda: last)
-    sent = last["sent"]
-    ctl.crowd_stop()
-    got = group.wait_collect(lambda c: len(c.updates) >= sent, 60,
-                             f"all {sent} flooded updates at the probe")
-    keys = [u.update_id for u in got.updates if u.text.startswith("flood")]
-    assert len(keys) == sent and len(set(keys)) == sent, (len(keys), len(set(keys)), sent)
+        def burst_over():
+            fleet.idle(0.3)
+            now = ctl.crowd_stats()["sent"]
+            done, last["sent"] = now == last["sent"] and now >= 200, now
+            return done
+        fleet.poll(burst_over, 30, "the crowd's burst to end", lambda: last)
+        sent += ctl.crowd_stop()["sent"]
+        got = group.wait_collect(lambda c: len(c.updates) >= sent, 60,
+                                 f"all {sent} flooded updates at the probe")
+        keys = [u.update_id for u in got.updates if u.text.startswith("flood")]
+        assert len(keys) == sent and len(set(keys)) == sent, (len(keys), len(set(keys)), sent)
+        if group.stats()["read_pauses"] > 0:
+            break
     stats = group.stats()
     assert stats["read_pauses"] > 0, stats            # the gate engaged ...
     assert stats["read_paused_s"] > 0, stats
