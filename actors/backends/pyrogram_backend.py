@@ -242,7 +242,7 @@ RECOVERING_FROM: contextvars.ContextVar = contextvars.ContextVar("tgfleet_recove
 
 class PyrogramBackend(AsyncioBackend):
     library = "pyrogram"
-    _resume_base: dict = {}     # replaced (never mutated) at each start: _finish_start
+    _resume_base: dict = {}     # per client (lib_open); replaced, never mutated: _note_recovery_start
     _recovered: dict = {}       # id(update) -> (update, states its recovery started from)
     _prune_at = MAX_RECOVERED
 
@@ -264,7 +264,8 @@ class PyrogramBackend(AsyncioBackend):
         client.dispatcher.updates_queue = self.read_gate.make_queue(track_taken=True)
         client.add_handler(MessageHandler(self._on_message))
         client.fleet_on_recovery = self._note_recovery_start
-        self._recovered, self._prune_at = {}, MAX_RECOVERED
+        # what this client's recoveries start from (the first runs when its dispatcher starts)
+        self._resume_base, self._recovered, self._prune_at = {}, {}, MAX_RECOVERED
         client.dispatcher.updates_queue.on_put = self._note_queued
         client.connect_handler = self._on_connect
         client.disconnect_handler = self._on_disconnect
@@ -301,9 +302,6 @@ class PyrogramBackend(AsyncioBackend):
         """What Client.start() does after authorization: update state, me, dispatcher (which
         recovers the gaps since the stored state through GetDifference)."""
         client = self.client
-        # Where that recovery starts: the resume point of the messages it fetches.
-        self._resume_base = {int(st.id): int(st.pts) for st in
-                             await client.storage.get_update_states() if st.pts is not None}
         state = await client.invoke(raw.functions.updates.GetState())
         if not await client.storage.get_update_states(0):
             await client.storage.set_update_state(

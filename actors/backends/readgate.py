@@ -52,8 +52,8 @@ class ReadGate:
 
     def make_queue(self, track_taken: bool = False) -> "GateQueue":
         """The library's new update queue (call on the loop thread, before it connects);
-        TRACK_TAKEN: remember what each consumer task took last (`GateQueue.taken`)."""
-        self.queue = GateQueue(self, track_taken)
+        TRACK_TAKEN: remember what each consumer task took last (`TrackingGateQueue`)."""
+        self.queue = TrackingGateQueue(self) if track_taken else GateQueue(self)
         return self.queue
 
     def depth(self) -> int:
@@ -98,19 +98,33 @@ class ReadGate:
 class GateQueue(asyncio.Queue):
     """The library's update queue, unchanged except that every take tells the gate."""
 
-    MAX_TAKERS = 256          # consumer tasks remembered before finished ones are dropped
-
-    def __init__(self, gate: ReadGate, track_taken: bool = False):
+    def __init__(self, gate: ReadGate):
         super().__init__()
         self._gate = gate
-        self._track = track_taken
-        # The item each consumer task took last. Its handlers run in that task right after,
-        # so they can see the raw update behind a parsed message (Pyrogram's handlers get only
-        # the parsed message; the update carries the pts); and a session export sees what is
-        # taken but perhaps not handled yet (system/resume.py). Pyrogram's dispatcher workers
-        # are long-lived tasks; a consumer that takes through a new task each time (Telethon's
-        # `wait_for(queue.get())`) does not track, or every take would be kept.
-        self.taken: dict = {}
+        self.taken: dict = {}     # kept empty: only TrackingGateQueue tracks takes
+
+    def _get(self):
+        item = super()._get()
+        self._gate._taken(self.qsize())
+        return item
+
+
+class TrackingGateQueue(GateQueue):
+    """A GateQueue that also remembers the item each consumer task took last, and calls
+    `on_put` with each item queued (Pyrogram's queue; Telethon's takes none of this per-update
+    work).
+
+    Why: the handlers run in the consumer's task right after the take, so they can see the raw
+    update behind a parsed message (Pyrogram's handlers get only the parsed message; the update
+    carries the pts); and a session export sees what is taken but perhaps not handled yet
+    (system/resume.py). Pyrogram's dispatcher workers are long-lived tasks; a consumer that
+    takes through a new task each time (Telethon's `wait_for(queue.get())`) must not track, or
+    every take would be kept."""
+
+    MAX_TAKERS = 256          # consumer tasks remembered before finished ones are dropped
+
+    def __init__(self, gate: ReadGate):
+        super().__init__(gate)
         self.on_put = None        # called with each item queued (loop thread), if set
 
     def _put(self, item):
@@ -120,24 +134,21 @@ class GateQueue(asyncio.Queue):
 
     def _get(self):
         item = super()._get()
-        self._gate._taken(self.qsize())
-        if self._track:
-            task = asyncio.current_task()
-            if task is not None:
-                taken = self.taken
-                if len(taken) >= self.MAX_TAKERS and task not in taken:
-                    self._forget_done()
-                taken[task] = item
+        task = asyncio.current_task()
+        if task is not None:
+            taken = self.taken
+            if len(taken) >= self.MAX_TAKERS and task not in taken:
+                self._forget_done()
+            taken[task] = item
         return item
 
     async def get(self):
         """A consumer asking for its next item is done with its last one: forget that first,
         or an idle worker's last item would count as not handled for as long as it stays idle
         (and hold every saved session state back to it)."""
-        if self._track:
-            task = asyncio.current_task()
-            if task is not None:
-                self.taken.pop(task, None)
+        task = asyncio.current_task()
+        if task is not None:
+            self.taken.pop(task, None)
         return await super().get()
 
     def _forget_done(self) -> None:

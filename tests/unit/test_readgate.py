@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from actors.backends.readgate import GateQueue, ReadGate, gated
+from actors.backends.readgate import GateQueue, ReadGate, TrackingGateQueue, gated
 
 
 def filled(gate: ReadGate, n: int) -> GateQueue:
@@ -157,7 +157,7 @@ def test_untracked_queue_keeps_nothing_and_tracked_forgets_finished_takers():
             tracked.put_nowait(i)
         for _ in range(600):
             await asyncio.wait_for(tracked.get(), 1)
-        assert len(tracked.taken) <= GateQueue.MAX_TAKERS
+        assert len(tracked.taken) <= TrackingGateQueue.MAX_TAKERS
     asyncio.run(go())
 
 
