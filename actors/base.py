@@ -23,8 +23,11 @@ from thespian.actors import (Actor, ActorExitRequest, ChildActorExited, PoisonMe
 
 from messages.lifecycle import (BridgeWake, ChildInfo, Crashed, EnvUpdate, Probe, ProbeReply, Start, Started,
                                 Stop)
+from system import placement
 from system.bridge import Bridge
 from system.procguard import guard_actor_process
+
+PARENT_WATCH = "_parent_watch"
 
 
 class FleetActor(Actor):
@@ -49,6 +52,13 @@ class FleetActor(Actor):
         self._timers: dict[str, list] = {}
         self._wakeups_due: list[float] = []   # heap: due times of thespian wake-ups in flight
         self.log = logging.getLogger(f"tgfleet.{type(self).__name__}")
+        self._last_probe = 0.0
+        self._parent_timeout = 0.0             # > 0: the parent lives in another system
+
+    @staticmethod
+    def actorSystemCapabilityCheck(capabilities, requirements):  # noqa: N802 - thespian's name
+        """Where thespian may create this actor (system/placement.py)."""
+        return placement.fits(capabilities, requirements)
 
     # ---- thespian entry point ---------------------------------------------------------
     def receiveMessage(self, msg, sender):
@@ -83,6 +93,7 @@ class FleetActor(Actor):
         elif isinstance(msg, ActorExitRequest):
             self._run_stop()
         elif isinstance(msg, Probe):
+            self._last_probe = time.monotonic()
             self.on_probe(msg, sender)
         elif isinstance(msg, EnvUpdate):
             self.env = dict(self.env, **{msg.key: msg.address})
@@ -106,11 +117,18 @@ class FleetActor(Actor):
         if self.child_id:
             self.log.warning("%s: duplicate Start ignored", self.path)
             return
-        guard_actor_process(msg.env.get("parent_pid"))
+        parent_system = msg.env.get("parent_system", "")
+        remote_parent = bool(parent_system) and parent_system != placement.system_id()
+        # A parent in another system (a bot group placed on a member host) is not this
+        # process's parent: only check the parent pid when it is.
+        guard_actor_process(None if remote_parent else msg.env.get("parent_pid"))
         self.child_id, self.args, self.env, self.path = msg.child_id, msg.args, msg.env, msg.path
         self.parent = sender
         self.started_at = time.time()
         self.log = logging.getLogger(f"tgfleet.{self.kind}.{msg.child_id}")
+        if remote_parent:
+            self._watch_parent(float(msg.env.get("probe_interval") or 5.0),
+                               int(msg.env.get("probe_misses") or 3))
         self.on_start(msg.args)
         if not self.start_async:
             self.report_started()
@@ -135,7 +153,29 @@ class FleetActor(Actor):
         self.send(self.parent, ChildInfo(self.child_id, info[:200]))
 
     def report_started(self):
-        self.send(self.parent, Started(self.child_id, os.getpid(), self.kind))
+        self.send(self.parent, Started(self.child_id, os.getpid(), self.kind,
+                                       placement.system_id(), placement.host_name()))
+
+    def _watch_parent(self, probe_interval: float, probe_misses: int):
+        """The parent-death signal cannot end an actor whose parent lives in another system
+        (another host, or the leader's system on the same host): if the leader dies, the bot
+        group it placed here would keep its session open, and a restarted leader would place a
+        second one. So such an actor stops itself when its parent's probes stop for longer than
+        the parent itself waits before it gives up on a child (`probe_misses` + 2 intervals)."""
+        self._parent_timeout = probe_interval * (probe_misses + 2)
+        self._last_probe = time.monotonic()
+        self.every(PARENT_WATCH, probe_interval)
+
+    def _check_parent(self):
+        silent = time.monotonic() - self._last_probe
+        if silent <= self._parent_timeout or self._stopped:
+            return
+        self.cancel_timer(PARENT_WATCH)
+        self.log.error("%s: no probe from the parent (in another system) for %.1fs: it is "
+                       "gone or unreachable; stopping, so this session is not left running",
+                       self.path, silent)
+        self.parent = None      # nobody to report to
+        self.on_stop_request(Stop("parent unreachable"), self.myAddress)
 
     def _run_stop(self):
         if self._stopped:
@@ -230,7 +270,10 @@ class FleetActor(Actor):
                 timer[0] = time.monotonic() + timer[1]
             else:
                 del self._timers[name]
-            self.on_timer(name)
+            if name == PARENT_WATCH:
+                self._check_parent()
+            else:
+                self.on_timer(name)
         if self._timers and not self._stopped:
             self._ensure_wakeup(min(due for due, _ in self._timers.values()))
 

@@ -11,6 +11,7 @@ import os
 
 from actors.backends.registry import BACKENDS
 from actors.supervisor import REST_FOR_ONE, Supervisor
+from system import placement
 from messages.lifecycle import AddChild, ChildSpec
 from messages.store import ListBotConfigs, PutBotConfig, StoreReply
 
@@ -30,8 +31,11 @@ def bot_group_spec(cfg: dict, data_dir: str, sup_args: dict) -> ChildSpec:
             "probe_interval": sup_args.get("probe_interval", 2.0),
             "probe_misses": sup_args.get("probe_misses", 3),
             "backoff": sup_args.get("backoff", {})}
+    # host: the whole group (its supervisor, backend and bot) on that member host; the
+    # group's children are created next to it (system/placement.py).
     return ChildSpec(name, "actors.supervisor.BotGroup", args, kind="supervisor",
-                     shutdown_timeout=20)
+                     shutdown_timeout=20,
+                     requirements=placement.requirements_for(cfg.get("host", "")))
 
 
 class BotsSupervisor(Supervisor):

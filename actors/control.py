@@ -213,7 +213,7 @@ class ControlActor(FleetActor):
         def done(conn, rid, msg: TreeStatus):
             rows = [{"path": r.path, "kind": r.kind, "state": r.state, "restarts": r.restarts,
                      "uptime_s": r.uptime_s, "last_error": r.last_error, "pid": r.pid,
-                     "info": r.info}
+                     "info": r.info, "host": r.host}
                     for r in msg.rows]
             self.reply(conn, rid, True, {"actors": rows})
         key = self.expect(conn, rid, done, "the tree status")
@@ -224,6 +224,9 @@ class ControlActor(FleetActor):
         if not isinstance(cfg, dict):
             raise AdminError("missing argument: config (a map describing the bot)")
         cfg = validate_bot(cfg, where="config")
+        if cfg.get("host") and self.config.get("system", {}).get("base") != "processes":
+            raise AdminError(f"config.host: placing a bot on host {cfg['host']!r} needs "
+                             "system.base = 'processes' (thespian conventions)")
         from actors.handlers import resolve_handler
         for i, h in enumerate(cfg["handlers"]):
             try:

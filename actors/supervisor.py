@@ -24,7 +24,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 
-from thespian.actors import ActorExitRequest
+from thespian.actors import ActorExitRequest, ChildActorExited
 
 from actors.base import FleetActor
 from messages.lifecycle import (TEMPORARY, TRANSIENT, AddChild, ChildCommand,
@@ -33,6 +33,7 @@ from messages.lifecycle import (TEMPORARY, TRANSIENT, AddChild, ChildCommand,
                                 LifecycleEvent, Probe, ProbeReply, Start, Started, StatusRow,
                                 Stop, TreeStatus, TreeStatusRequest, WhereIs)
 from system.backoff import Backoff
+from system import placement
 from system.procguard import pid_alive
 
 ONE_FOR_ONE, ONE_FOR_ALL, REST_FOR_ONE = "one_for_one", "one_for_all", "rest_for_one"
@@ -46,6 +47,9 @@ class Child:
     state: str = "stopped"   # stopped|starting|running|stopping|exited|failed
     pid: int = 0
     last_pid: int = 0
+    system: str = ""         # the child's actor system (Started.system); "" before it starts
+    last_system: str = ""
+    host: str = ""
     restarts: int = 0
     restart_times: collections.deque = field(default_factory=collections.deque)
     started_at: float = 0.0
@@ -93,7 +97,12 @@ class Supervisor(FleetActor):
         self.escalations = 0
         self.probe_seq = 0
         self.status_gathers: dict[str, dict] = {}
-        self.child_env = dict(self.env, parent_pid=os.getpid())
+        # parent_system, probe_*: a child placed in another system watches these probes
+        # (actors/base.py, system/placement.py)
+        self.child_env = dict(self.env, parent_pid=os.getpid(),
+                              parent_system=placement.system_id(),
+                              probe_interval=self.probe_interval,
+                              probe_misses=self.probe_misses)
         self.setup_children(args)
         for cid in self.order:
             self.ops.append(("start", cid))
@@ -124,7 +133,7 @@ class Supervisor(FleetActor):
                 if child is None or child.state in ("running", "starting"):
                     self.ops.popleft()
                     continue
-                if pid_alive(child.last_pid):
+                if placement.same_machine(child.last_system) and pid_alive(child.last_pid):
                     # The old process still holds the session: wait until it is gone.
                     self.waiting = True
                     self.after("resume", 0.02)
@@ -203,6 +212,14 @@ class Supervisor(FleetActor):
                                  self.path, cid, what)
                 child.last_error = f"{what} timeout"
                 self.kill_child(child)
+        elif name.startswith("gone:"):
+            _, cid, gen = name.split(":")
+            child = self.children.get(cid)
+            if child and str(child.gen) == gen and child.addr is not None:
+                self.log.warning("%s/%s (in system %s) did not confirm its exit: counting it "
+                                 "as gone", self.path, cid, child.system)
+                child.last_error = child.last_error or "unreachable"
+                self.on_child_exited(ChildActorExited(child.addr), self.myAddress)
         elif name == "gather":
             now = time.time()
             for rid in [r for r, g in self.status_gathers.items() if g["deadline"] <= now]:
@@ -215,7 +232,11 @@ class Supervisor(FleetActor):
         child.probes_out = 0
         child.finished = False
         child.manual_stop = False
-        child.addr = self.createActor(child.spec.actor_class)
+        if child.spec.requirements:
+            child.addr = self.createActor(child.spec.actor_class,
+                                          targetActorRequirements=child.spec.requirements)
+        else:
+            child.addr = self.createActor(child.spec.actor_class)
         env = dict(self.child_env)
         self.send(child.addr, Start(child.spec.id, dict(child.spec.args), env,
                                     f"{self.path}/{child.spec.id}"))
@@ -228,6 +249,8 @@ class Supervisor(FleetActor):
         child.state = "running"
         child.pid = msg.pid
         child.last_pid = msg.pid
+        child.system = child.last_system = msg.system
+        child.host = msg.host
         child.info = ""
         child.started_at = time.time()
         child.backoff.started(time.monotonic())
@@ -247,21 +270,40 @@ class Supervisor(FleetActor):
         self.op_done("start", child.spec.id)
 
     def stop_child(self, child: Child):
+        timeout = child.spec.shutdown_timeout
+        if child.state == "starting" and self.remote(child):
+            # A placement that may never complete (its member host is gone, and thespian's
+            # convention still lists it): do not hold the whole stop for it.
+            timeout = min(timeout, 2 * self.probe_interval + 1.0)
         child.gen += 1
         child.state = "stopping"
         self.send(child.addr, Stop("supervisor"))
-        self.after(f"deadline:{child.spec.id}:{child.gen}", child.spec.shutdown_timeout)
+        self.after(f"deadline:{child.spec.id}:{child.gen}", timeout)
 
     def kill_child(self, child: Child):
-        """Force a child out: SIGKILL its process (multiproc base) or exit it in-process."""
-        if child.pid and child.pid != os.getpid():
+        """Force a child out: SIGKILL its process (multiproc base) or exit it in-process. A
+        child on another machine cannot be signalled (its pid is not ours): it is asked to
+        exit, and its own supervisor-watch ends it if it cannot hear us (actors/base.py)."""
+        if child.pid and child.pid != os.getpid() and placement.same_machine(child.system):
             try:
                 os.kill(child.pid, signal.SIGKILL)
-                return  # ChildActorExited follows once the process is reaped
+                if not self.remote(child):
+                    return  # ChildActorExited follows once the process is reaped
             except ProcessLookupError:
                 pass
         if child.addr is not None:
             self.send(child.addr, ActorExitRequest())
+        if self.remote(child):
+            # Nobody here reaps a process of another system: if its system went away with
+            # it, no ChildActorExited ever comes. Give it a few probe intervals, then count it
+            # as gone (a late exit notice finds no child and is ignored).
+            self.after(f"gone:{child.spec.id}:{child.gen}", 2 * self.probe_interval + 1.0)
+
+    @staticmethod
+    def remote(child: Child) -> bool:
+        """True when the child is placed on another actor system (a member host), or on its
+        way there (placed, and not yet started in this system)."""
+        return bool(child.spec.requirements) and child.system != placement.system_id()
 
     def on_Crashed(self, msg: Crashed, sender):
         child = self.children.get(msg.child_id)
@@ -295,6 +337,9 @@ class Supervisor(FleetActor):
         child.state = "exited"
         if not child.last_error:
             child.last_error = "exited during start" if was_starting else "process exited"
+            if was_starting and child.spec.requirements:
+                child.last_error += (f" (placed by {child.spec.requirements}: is a member with "
+                                     "that capability in the convention?)")
         if was_starting:
             self.op_done("start", cid, advance=False)
         self.child_failed(child)
@@ -454,7 +499,8 @@ class Supervisor(FleetActor):
             rows.append(StatusRow(f"{self.path}/{cid}", c.spec.kind, c.state, c.restarts,
                                   round(now - c.started_at, 1) if c.state == "running" else 0.0,
                                   c.last_error, c.pid if c.state == "running" else 0,
-                                  c.info if c.state == "running" else ""))
+                                  c.info if c.state == "running" else "",
+                                  c.host if c.state == "running" else ""))
         return rows
 
     def on_TreeStatusRequest(self, msg: TreeStatusRequest, sender):
@@ -463,13 +509,19 @@ class Supervisor(FleetActor):
         rid = f"{msg.request_id}/{self.path}/{time.monotonic_ns()}"
         self.status_gathers[rid] = {"reply_to": sender, "request_id": msg.request_id,
                                     "rows": self.own_rows(), "waiting": {c.spec.id for c in subs},
-                                    "deadline": time.time() + 1.0}
+                                    "deadline": time.time() + self.gather_s()}
         if not subs:
             self.finish_gather(rid)
             return
         for c in subs:
             self.send(c.addr, TreeStatusRequest(f"{rid}|{c.spec.id}"))
-        self.after("gather", 1.0)
+        self.after("gather", self.gather_s())
+
+    def gather_s(self) -> float:
+        """How long to wait for sub-supervisors' rows: less the deeper this one is, so a
+        subtree that cannot answer (hung, or on a member host that vanished) is cut off
+        below and its parent still answers with its own rows in time."""
+        return max(0.4, 1.0 - 0.2 * self.path.count("/"))
 
     def on_TreeStatus(self, msg: TreeStatus, sender):
         rid, _, cid = msg.request_id.rpartition("|")

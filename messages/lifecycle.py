@@ -24,6 +24,9 @@ class ChildSpec:
     restart: str = PERMANENT
     shutdown_timeout: float = 5.0
     kind: str = "worker"          # 'supervisor' children answer TreeStatusRequest too
+    # thespian's targetActorRequirements, e.g. {"tgfleet.host": "b"}: create the child on the
+    # system with those capabilities (system/placement.py); None: where its parent runs.
+    requirements: dict | None = None
 
     def __post_init__(self):
         if self.restart not in RESTART_TYPES:
@@ -44,6 +47,8 @@ class Started:
     child_id: str
     pid: int
     kind: str = "worker"
+    system: str = ""              # the child's actor system (placement.system_id): whose pid
+    host: str = ""                # the `tgfleet.host` it runs on ("" : the leader's)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +116,7 @@ class StatusRow:
     last_error: str
     pid: int
     info: str = ""                # the actor's own one-line summary (`ChildInfo`)
+    host: str = ""                # the `tgfleet.host` it runs on ("" : the leader's)
 
 
 @dataclass(frozen=True, slots=True)

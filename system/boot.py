@@ -19,7 +19,7 @@ from thespian.actors import ActorSystem
 
 from system.loopback import bind_loopback
 from system.procguard import MAIN_PID_ENV
-from system import forkheap, framestack, leanselect
+from system import forkheap, framestack, leanselect, placement
 from system.runner import InProcessRunner, install_quiet_receive
 
 BASES = ("inprocess", "processes")
@@ -88,12 +88,19 @@ class FleetSystem:
     def __init__(self, base: str = "inprocess", admin_port: int | None = None,
                  bind_host: str = "127.0.0.1", log_level: int = logging.WARNING,
                  log_file: str | None = None, capabilities: dict | None = None,
-                 log_defs: dict | None = None):
+                 log_defs: dict | None = None, host: str = "", convention: str = "",
+                 data_dir: str = ""):
+        """`host` names this system for placement (`tgfleet.host`); `convention` ('HOST:PORT'
+        of a leader's admin) makes it a member of that leader's convention (system/placement.py).
+        Both need the processes base."""
         if base not in BASES:
             raise ValueError(f"system.base must be one of {BASES}, got {base!r}")
         self.base = base
         self.bind_host = bind_host
         self.top_level: list = []
+        if (host or convention) and base != "processes":
+            raise ValueError("placement on hosts (system.host, system.convention) needs "
+                             "system.base = 'processes'")
         os.environ[MAIN_PID_ENV] = str(os.getpid())
         os.environ.setdefault("THESPLOG_FILE", os.path.join(tempfile.gettempdir(),
                                                             f"tgfleet-thespian-{os.getpid()}.log"))
@@ -102,12 +109,14 @@ class FleetSystem:
         defs = log_defs or thespian_log_defs(log_level, log_file)
         if base == "inprocess":
             self.admin_port = None
+            placement.announce_system(None, "", data_dir)
             install_quiet_receive()
             self.asys = ActorSystem("simpleSystemBase", capabilities or {},
                                     logDefs=defs, transientUnique=True)
             self.runner = InProcessRunner(self.asys)
         else:
             self.admin_port = admin_port or free_port(bind_host)
+            placement.announce_system(self.admin_port, host, data_dir)
             if port_open(bind_host, self.admin_port):
                 raise RuntimeError(f"admin port {bind_host}:{self.admin_port} is already in use "
                                    "(another tgfleet system is running?)")
@@ -115,6 +124,11 @@ class FleetSystem:
             forkheap.install()
             leanselect.install()
             caps = {"Admin Port": self.admin_port}
+            if host:
+                caps[placement.HOST_CAPABILITY] = host
+            if convention:
+                leader, port = placement.parse_convention(convention)
+                caps[placement.CONVENTION_CAPABILITY] = f"{leader}:{port}"
             caps.update(capabilities or {})
             self.asys = ActorSystem("multiprocTCPBase", caps, logDefs=defs,
                                     transientUnique=True)

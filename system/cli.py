@@ -37,8 +37,10 @@ def render(command: str, result: dict) -> str:
         bots = [r for r in result["actors"] if r["path"].count("/") == 2
                 and r["path"].startswith("root/bots/")]
         up = sum(1 for b in bots if b["state"] == "running")
-        return (_table(rows, ["path", "kind", "state", "restarts", "uptime", "pid",
-                              "info", "last_error"]) + f"\n\n{up} of {len(bots)} bots running")
+        columns = ["path", "kind", "state", "restarts", "uptime", "pid", "info", "last_error"]
+        if any(r.get("host") for r in rows):   # a fleet spread over hosts: where each one runs
+            columns.insert(6, "host")
+        return (_table(rows, columns) + f"\n\n{up} of {len(bots)} bots running")
     if command == "audit":
         rows = [dict(e, time=time.strftime("%H:%M:%S", time.localtime(e["ts"])),
                      reason=e["reason"][:70]) for e in result["events"]]
@@ -172,15 +174,18 @@ def ctl_main(argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: tgfleet run [--config FILE] | tgfleet ctl COMMAND ... "
-              "(tgfleet ctl --help)")
+        print("usage: tgfleet run [--config FILE] | tgfleet member --config FILE | "
+              "tgfleet ctl COMMAND ... (tgfleet ctl --help)")
         return 0 if argv else 2
     if argv[0] == "ctl":
         return ctl_main(argv[1:])
     if argv[0] == "run":
         from system.launcher import main as run_main
         return run_main(argv[1:])
-    print(f"unknown command {argv[0]!r}: use run or ctl", file=sys.stderr)
+    if argv[0] == "member":
+        from system.member import main as member_main
+        return member_main(argv[1:])
+    print(f"unknown command {argv[0]!r}: use run, member or ctl", file=sys.stderr)
     return 2
 
 

@@ -16,6 +16,7 @@ import tomllib
 from typing import Any
 
 from system import affinity
+from system.placement import parse_convention
 
 
 class ConfigError(ValueError):
@@ -30,6 +31,10 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "data_dir": "./var",
         "shutdown_timeout_s": 15.0,
         "cpu_affinity": "auto",       # auto | none | cores like "1" or "0,2-3" (system/affinity.py)
+        # Several hosts (system/placement.py): this system's name, which bots name in `host`;
+        # and, on a member (`tgfleet member`), the leader's admin as "HOST:PORT".
+        "host": "",
+        "convention": "",
     },
     "control": {
         "port": 19501,                # ctl admin socket (msgpack frames, token-authenticated)
@@ -158,6 +163,7 @@ def load_config(path: str | None = None, env: dict | None = None) -> dict:
         affinity.parse(cfg["system"]["cpu_affinity"])
     except affinity.AffinityError as exc:
         raise ConfigError(f"system.cpu_affinity: {exc}") from None
+    _check_placement(cfg["system"])
     data_dir = cfg["system"]["data_dir"]
     cfg["store"]["path"] = cfg["store"]["path"] or os.path.join(data_dir, "tgfleet.db")
     cfg["control"]["token_file"] = (cfg["control"]["token_file"]
@@ -174,8 +180,25 @@ def load_config(path: str | None = None, env: dict | None = None) -> dict:
         if checked["name"] in seen:
             raise ConfigError(f"bots[{i}].name: duplicate bot name {checked['name']!r}")
         seen.add(checked["name"])
+        if checked.get("host") and cfg["system"]["base"] != "processes":
+            raise ConfigError(f"bots[{i}].host: placing a bot on host {checked['host']!r} needs "
+                              "system.base = 'processes' (thespian conventions)")
         cfg["bots"].append(checked)
     return cfg
+
+
+def _check_placement(sysc: dict) -> None:
+    host, convention = sysc["host"], sysc["convention"]
+    if host and not BOT_NAME.match(host):
+        raise ConfigError(f"system.host: expected 1-32 chars of a-z 0-9 _ - , got {host!r}")
+    if convention:
+        try:
+            parse_convention(convention)
+        except ValueError as exc:
+            raise ConfigError(f"system.convention: {exc}") from None
+    if (host or convention) and sysc["base"] != "processes":
+        raise ConfigError("system.host / system.convention: several hosts need "
+                          "system.base = 'processes' (thespian conventions)")
 
 
 def validate_bot(bot: dict, where: str = "bot") -> dict:
@@ -224,6 +247,10 @@ def validate_bot(bot: dict, where: str = "bot") -> dict:
             not 0 <= low < out["update_backlog_high"]:
         raise ConfigError(f"{where}.update_backlog_low: expected an integer from 0 to below "
                           f"update_backlog_high ({out['update_backlog_high']}), got {low!r}")
+    host = out.get("host", "")
+    if not isinstance(host, str) or (host and not BOT_NAME.match(host)):
+        raise ConfigError(f"{where}.host: expected the name of a member host (a-z 0-9 _ -, "
+                          f"as its system.host), got {host!r}")
     if not isinstance(out["enabled"], bool):
         raise ConfigError(f"{where}.enabled: expected true or false")
     server = out.get("server")

@@ -198,10 +198,14 @@ class Launcher:
         except affinity.AffinityError as exc:
             raise ConfigError(f"system.cpu_affinity: {exc}") from None
         logs = cfg["log"]
+        if cfg["system"]["convention"]:
+            raise ConfigError("system.convention: set on a member (`tgfleet member`), not on "
+                              "the leader that `tgfleet run` starts")
         self.fs = FleetSystem(self.base, admin_port=cfg["system"]["admin_port"],
                               bind_host=cfg["system"]["bind_host"],
                               log_defs=log_defs(logs["level"], logs["json"], logs["file"],
-                                                logs["levels"]))
+                                                logs["levels"]),
+                              host=cfg["system"]["host"], data_dir=cfg["system"]["data_dir"])
         self.root = self.fs.create("actors.root.RootSupervisor")
         reply = self.fs.ask(self.root, Start("root", {"config": cfg},
                                              {"launcher_pid": os.getpid()}, "root"), 60,

@@ -61,6 +61,7 @@ from system import resume
 from system.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
 from system.loopthread import LoopThread
 from system.metrics_client import REPORT_INTERVAL, MetricsBuffer
+from system import placement
 from system.procguard import in_own_process
 
 LIBRARIES = ("telethon", "pyrogram", "tdlib")
@@ -274,6 +275,11 @@ class BackendActor(FleetActor):
         and login continue in the library thread, `Started` follows from `on_bridge`."""
         self.cfg = cfg = backend_config(args, self.library)
         self.name = cfg["name"]
+        if cfg.get("host"):
+            # Placed on a member host: its files (a TDLib database) live under that host's own
+            # data directory, not under the path the leader would use on its disk.
+            cfg["data_dir"] = placement.local_data_dir(os.path.join("sessions", self.name),
+                                                       cfg.get("data_dir"))
         self.metrics = MetricsBuffer(self.path or self.name)
         self.metrics.inc("tgfleet_backend_reconnects_total", 0, bot=self.name)   # 0, not absent
         self.breaker = CircuitBreaker(cfg["breaker_threshold"], cfg["breaker_reset_s"])

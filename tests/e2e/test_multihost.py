@@ -1,0 +1,166 @@
+"""A fleet over two thespian systems (a leader and a member host, both on 127.0.0.1 here): a bot
+whose config names the member's host runs there, backend and bot included, and answers through
+the leader's local Telegram; a kill on the member is repaired on the member; whichever side goes
+away, nothing placed on the member is left running.
+
+Real systems on the processes base: the leader is `tgfleet run`, the member `tgfleet member`
+(its own thespian admin, joined to the leader's convention); the leader's probes run every second
+(tests/ops/conftest.py), so a placed group whose leader vanished stops itself within ~7 s."""
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+
+from system.boot import free_port, port_open
+from tests.e2e.helpers import (actors, kill_until_back, replies_to, send_burst, slow_echo_bot,
+                               wait_until)
+from tests.ops.conftest import REPO, fleet_processes, start_fleet, stop_fleet
+
+
+class MemberHost:
+    def __init__(self, tmp_path, leader_admin: int, host: str = "b", admin: int = 0):
+        self.admin = admin or free_port()
+        self.config = tmp_path / f"member-{host}.toml"
+        self.config.write_text(f"""
+[system]
+base = "processes"
+admin_port = {self.admin}
+data_dir = "{tmp_path / f'var-{host}'}"
+host = "{host}"
+convention = "127.0.0.1:{leader_admin}"
+""")
+        self.log = tmp_path / f"member-{host}.log"
+        self.cmd = [sys.executable, "-m", "system.cli", "member", "--config", str(self.config)]
+        self.proc = subprocess.Popen(self.cmd, cwd=str(REPO), stdout=open(self.log, "w"),
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        wait_until(lambda: "joined the convention" in self.output() or self.proc.poll() is not None,
+                   60, what="the member up")
+        assert self.proc.poll() is None, self.output()
+
+    def output(self) -> str:
+        return self.log.read_text() if self.log.exists() else ""
+
+    def pids(self) -> set[int]:
+        """Every live process of this member: forks of its launcher keep its command line."""
+        out = set()
+        for p in psutil.process_iter(["pid", "status", "cmdline"]):
+            try:
+                if p.info["cmdline"] == self.cmd and p.info["status"] != psutil.STATUS_ZOMBIE:
+                    out.add(p.pid)
+            except (psutil.NoSuchProcess, PermissionError):
+                continue
+        return out
+
+    def stop(self):
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        left = set()
+        for _ in range(50):
+            left = self.pids()
+            if not left:
+                break
+            time.sleep(0.1)
+        for pid in left:
+            os.kill(pid, signal.SIGKILL)
+        return left
+
+
+@contextlib.contextmanager
+def leader_and_member(tmp_path):
+    """A leader (`tgfleet run`, processes base, its local Telegram, no demo bots) and a member
+    host "b" joined to it; both are ended by PID afterwards, whatever the test did to them."""
+    fleet = start_fleet(tmp_path, "processes", localtg=True, demo_bots=0,
+                        wait_for="0 of 0 bots running")
+    hosts = []
+    try:
+        hosts.append(MemberHost(tmp_path, fleet.ports["admin"]))
+        yield fleet, hosts
+    finally:
+        stop_fleet(fleet)
+        for member in hosts:
+            assert member.stop() == set()
+
+
+def test_a_bot_placed_on_a_member_runs_there_and_leaves_with_its_leader(tmp_path):
+    with leader_and_member(tmp_path) as (fleet, hosts):
+        member = hosts[0]
+        idle = member.pids()        # launcher, thespian's admin and logger, the guard
+        tg, alice, bot = slow_echo_bot(fleet, host="b")
+        rows = actors(fleet)
+        placed = {p: rows[p] for p in ("root/bots/echo", "root/bots/echo/backend",
+                                        "root/bots/echo/bot")}
+        assert {r["host"] for r in placed.values()} == {"b"}, placed
+        assert {r["pid"] for r in placed.values()} <= member.pids() - idle
+        assert not {r["pid"] for r in placed.values()} & {p.pid for p in fleet_processes(fleet)}
+        assert rows["root/store"]["host"] == ""
+        table = fleet.ctl("status").stdout      # the human table gains a HOST column
+        assert "HOST" in table.splitlines()[0]
+        assert any(line.startswith("root/bots/echo/backend") and " b " in line
+                   for line in table.splitlines()), table
+
+        # A backend killed on the member is restarted on the member by its group there.
+        texts, answered = send_burst(tg, alice, bot, 6)
+        got = kill_until_back(fleet, "root/bots/echo/backend", answered, texts)
+        assert set(got) == set(texts)
+        assert actors(fleet)["root/bots/echo/backend"]["pid"] in member.pids()
+
+        # The leader stops in order: the group placed on the member goes with it.
+        code, left = stop_fleet(fleet)
+        assert code == 0 and left == []
+        wait_until(lambda: member.pids() == idle, 30, what="the member back to idle")
+        assert member.proc.poll() is None, "the member outlives its leader"
+
+
+def test_a_placed_group_stops_itself_when_its_leader_is_killed(tmp_path):
+    with leader_and_member(tmp_path) as (fleet, hosts):
+        member = hosts[0]
+        idle = member.pids()
+        slow_echo_bot(fleet, host="b")
+        assert member.pids() - idle, "nothing placed on the member"
+        for p in [fleet.proc] + fleet_processes(fleet):   # the whole leader, at once
+            try:
+                os.kill(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        fleet.proc.wait(10)
+        # No parent-death signal reaches across systems: the group notices the missing probes.
+        wait_until(lambda: member.pids() == idle, 30, what="the placed group gone")
+        assert "no probe from the parent" in member.output(), member.output()[-3000:]
+
+
+def test_a_killed_member_leaves_nothing_and_its_bots_return_with_it(tmp_path):
+    with leader_and_member(tmp_path) as (fleet, hosts):
+        member = hosts[0]
+        idle = member.pids()
+        tg, alice, bot = slow_echo_bot(fleet, host="b")
+        assert member.pids() - idle, "nothing placed on the member"
+        os.kill(member.proc.pid, signal.SIGKILL)
+        member.proc.wait(10)
+        # The guard ends the member's admin, and every actor placed there with it.
+        wait_until(lambda: not member.pids(), 30, what="every member process gone")
+        assert not port_open("127.0.0.1", member.admin)
+        wait_until(lambda: actors(fleet)["root/bots/echo"]["state"] != "running", 30,
+                   what="the leader seeing the group gone")
+        assert actors(fleet)["root/store"]["state"] == "running"
+        # The member comes back (same host, same port): the group is placed there again (the
+        # pending placement on the dead member times out after the start timeout, 15 s).
+        member = MemberHost(tmp_path, fleet.ports["admin"], admin=member.admin)
+        hosts.append(member)
+        wait_until(lambda: (lambda r: r.get("state") == "running" and r["pid"] in member.pids())(
+            actors(fleet).get("root/bots/echo/bot", {})), 90, what="the group placed again")
+        first = tg.send_as(alice["user_id"], bot["user_id"], "after the member's return")
+        wait_until(lambda: replies_to(tg, alice["user_id"], bot["user_id"], first["id"]), 30,
+                   what="an answer from the group placed again")
+        member.stop()
+        # A leader whose member vanished still stops in order, in time.
+        code, left = stop_fleet(fleet)
+        assert code == 0 and left == [], fleet.output()[-3000:]
