@@ -212,6 +212,13 @@ class Supervisor(FleetActor):
                                  self.path, cid, what)
                 child.last_error = f"{what} timeout"
                 self.kill_child(child)
+        elif name.startswith("restart:"):
+            _, cid, gen = name.split(":")
+            child = self.children.get(cid)
+            if child and str(child.gen) == gen and child.state == "exited" and \
+                    not self.escalating:
+                self.queue_first([("start", cid, "nowait")])
+                self.advance()
         elif name.startswith("gone:"):
             _, cid, gen = name.split(":")
             child = self.children.get(cid)
@@ -376,6 +383,13 @@ class Supervisor(FleetActor):
         delay = child.backoff.next_delay(now)
         child.restarts += 1
         self.emit("restart", path, f"after {delay:.3f}s: {child.last_error}")
+        if self.strategy == ONE_FOR_ONE and self.intensity_scope == "child":
+            # Independent children (the bots): a restart neither waits for nor holds up the
+            # others. Through the operation queue, one bot's backoff (up to backoff_max_s) and
+            # its start (up to the start timeout, e.g. a placement on a member host that is
+            # gone) would delay every other bot's restart and every ctl command behind it.
+            self.after(f"restart:{cid}:{child.gen}", delay)
+            return
         idx = self.order.index(cid)
         if self.strategy == ONE_FOR_ONE:
             group = [cid]

@@ -64,6 +64,25 @@ def test_strategies(fleet, start_tree, tmp_path, strategy, expected):
     assert stops == ["w1"] + [k for k in reversed(restarted) if k != "w1"]
 
 
+def test_independent_children_restart_without_waiting_for_each_other(fleet, start_tree, tmp_path):
+    """The bots' supervisor (one_for_one, intensity counted per child): one child's long
+    backoff must not hold up another child's restart (before, restarts went through one
+    queue, so a crash-looping bot, or one placed on a member host that is gone, delayed
+    every other bot's recovery by its whole backoff and start timeout)."""
+    flag = tmp_path / "fail"
+    tree = start_tree([worker("a", fail_start_file=str(flag)), worker("b")],
+                      intensity_scope="child", intensity=100, period=60,
+                      backoff={"base_s": 0.05, "factor": 400.0, "max_s": 20.0, "jitter": 0.0})
+    flag.write_text("1")
+    fleet.tell(tree.addr("a"), Boom())
+    # a: crash (next try in 0.05 s), its start fails (next try in 20 s)
+    tree.wait(lambda s: s["a"].restarts >= 2 and s["a"].state == "exited")
+    fleet.tell(tree.addr("b"), Boom())
+    st = tree.wait(lambda s: s["b"].restarts == 1 and s["b"].state == "running")
+    assert st["a"].state == "exited" and st["a"].restarts == 2, st["a"]
+    flag.unlink()
+
+
 def test_start_that_raises_is_retried_then_escalates(fleet, start_tree, tmp_path):
     flag = tmp_path / "fail"
     flag.write_text("1")

@@ -16,8 +16,8 @@ import time
 import psutil
 
 from system.boot import free_port, port_open
-from tests.e2e.helpers import (actors, kill_until_back, replies_to, send_burst, slow_echo_bot,
-                               wait_until)
+from tests.e2e.helpers import (actors, kill_until_back, metric, replies_to, scrape, send_burst,
+                               slow_echo_bot, wait_until)
 from tests.ops.conftest import REPO, fleet_processes, start_fleet, stop_fleet
 
 
@@ -107,6 +107,10 @@ def test_a_bot_placed_on_a_member_runs_there_and_leaves_with_its_leader(tmp_path
         assert any(line.startswith("root/bots/echo/backend") and " b " in line
                    for line in table.splitlines()), table
 
+        # The placed actors report their metrics to the leader's one endpoint.
+        wait_until(lambda: metric(scrape(fleet.ports["metrics"]), "tgfleet_backend_connected",
+                                  bot="echo") == 1, 30, what="the placed backend's metrics")
+
         # A backend killed on the member is restarted on the member by its group there.
         texts, answered = send_burst(tg, alice, bot, 6)
         got = kill_until_back(fleet, "root/bots/echo/backend", answered, texts)
@@ -160,7 +164,9 @@ def test_a_killed_member_leaves_nothing_and_its_bots_return_with_it(tmp_path):
         first = tg.send_as(alice["user_id"], bot["user_id"], "after the member's return")
         wait_until(lambda: replies_to(tg, alice["user_id"], bot["user_id"], first["id"]), 30,
                    what="an answer from the group placed again")
-        member.stop()
+        assert member.stop() == set()   # a member stopped (SIGTERM) with a group placed on it
+        wait_until(lambda: actors(fleet)["root/bots/echo"]["state"] != "running", 30,
+                   what="the leader seeing the group gone again")
         # A leader whose member vanished still stops in order, in time.
         code, left = stop_fleet(fleet)
         assert code == 0 and left == [], fleet.output()[-3000:]
