@@ -290,7 +290,7 @@ class Supervisor(FleetActor):
     def kill_child(self, child: Child):
         """Force a child out: SIGKILL its process (multiproc base) or exit it in-process. A
         child on another machine cannot be signalled (its pid is not ours): it is asked to
-        exit, and its own supervisor-watch ends it if it cannot hear us (actors/base.py)."""
+        exit, and its watch of our probes ends it if it cannot hear us (actors/base.py)."""
         if child.pid and child.pid != os.getpid() and placement.same_machine(child.system):
             try:
                 os.kill(child.pid, signal.SIGKILL)
@@ -303,8 +303,11 @@ class Supervisor(FleetActor):
         if self.remote(child):
             # Nobody here reaps a process of another system: if its system went away with
             # it, no ChildActorExited ever comes. Give it a few probe intervals, then count it
-            # as gone (a late exit notice finds no child and is ignored).
-            self.after(f"gone:{child.spec.id}:{child.gen}", 2 * self.probe_interval + 1.0)
+            # as gone (a late exit notice finds no child and is ignored). A child that is only
+            # cut off from us stops itself after probe_misses + 2 silent intervals
+            # (actors/base.py); this supervisor killed it after probe_misses, so 3 more
+            # intervals means its own stop has begun before a successor is placed.
+            self.after(f"gone:{child.spec.id}:{child.gen}", 3 * self.probe_interval + 1.0)
 
     @staticmethod
     def remote(child: Child) -> bool:

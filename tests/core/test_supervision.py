@@ -7,7 +7,7 @@ import time
 import psutil
 import pytest
 
-from messages.lifecycle import ChildSpec, Start, Started, Stop
+from messages.lifecycle import ChildSpec, Start, Stop
 from tests.core.conftest import worker
 from tests.support.actors import (Boom, Events, GetEvents, HangThread, BlockForever,
                                   ctor_journal_path)

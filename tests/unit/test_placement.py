@@ -119,7 +119,7 @@ def test_a_supervisor_never_signals_a_pid_of_another_machine():
         sup.kill_child(child)
         assert victim.poll() is None, "a pid from another machine was signalled here"
         assert [type(m).__name__ for _, m in sup.sent] == ["ActorExitRequest"]
-        assert sup.timers == [("gone:g:3", 3.0)]    # counted as gone if no exit notice comes
+        assert sup.timers == [("gone:g:3", 4.0)]    # counted as gone if no exit notice comes
     finally:
         victim.kill()
         victim.wait()
