@@ -64,6 +64,8 @@ def _bot_config_from(args) -> dict:
             cfg[key] = value
     if args.kind:
         cfg["account_kind"] = args.kind
+    if getattr(args, "bot_host", None):
+        cfg["host"] = args.bot_host
     if args.handler:
         cfg["handlers"] = [{"type": h} for h in args.handler]
     if args.disabled:
@@ -90,6 +92,8 @@ def ctl_main(argv: list[str]) -> int:
     c.add_argument("--phone")
     c.add_argument("--api-id", dest="api_id", type=int)
     c.add_argument("--api-hash", dest="api_hash")
+    c.add_argument("--host", dest="bot_host", metavar="HOST",
+                   help="run it on this member host (its system.host; processes base)")
     c.add_argument("--handler", action="append", help="echo, autoreply, forward, relay or a "
                    "dotted path; repeat for several")
     c.add_argument("--config-json", help="the whole bot config as JSON (flags override it)")

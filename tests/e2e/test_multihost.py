@@ -14,6 +14,7 @@ import sys
 import time
 
 import psutil
+import pytest
 
 from system.boot import free_port, port_open
 from tests.e2e.helpers import (actors, kill_until_back, metric, replies_to, scrape, send_burst,
@@ -90,11 +91,12 @@ def leader_and_member(tmp_path):
             assert member.stop() == set()
 
 
-def test_a_bot_placed_on_a_member_runs_there_and_leaves_with_its_leader(tmp_path):
+@pytest.mark.parametrize("library", ["telethon", "pyrogram"])
+def test_a_bot_placed_on_a_member_runs_there_and_leaves_with_its_leader(tmp_path, library):
     with leader_and_member(tmp_path) as (fleet, hosts):
         member = hosts[0]
         idle = member.pids()        # launcher, thespian's admin and logger, the guard
-        tg, alice, bot = slow_echo_bot(fleet, host="b")
+        tg, alice, bot = slow_echo_bot(fleet, library, host="b")
         rows = actors(fleet)
         placed = {p: rows[p] for p in ("root/bots/echo", "root/bots/echo/backend",
                                         "root/bots/echo/bot")}

@@ -35,8 +35,7 @@ def test_ctl_commands_and_bad_input(tmp_path, base):
                                       "--config-json", '{"host": "Not a host"}')
         assert code == 1 and "config.host" in out["error"]
         if base == "inprocess":   # placing on a member host needs thespian conventions
-            code, out, _ = fleet.ctl_json("create", "alpha", "--token", TOKEN,
-                                          "--config-json", '{"host": "b"}')
+            code, out, _ = fleet.ctl_json("create", "alpha", "--token", TOKEN, "--host", "b")
             assert code == 1 and "needs system.base = 'processes'" in out["error"], out
         # unknown bot
         for cmd in ("start", "stop", "restart", "destroy"):
