@@ -89,6 +89,7 @@ class FleetActor(Actor):
         elif isinstance(msg, Start):
             self._handle_start(msg, sender)
         elif isinstance(msg, Stop):
+            self.cancel_timer(PARENT_WATCH)   # stopping already: probes end, as they should
             self.on_stop_request(msg, sender)
         elif isinstance(msg, ActorExitRequest):
             self._run_stop()
