@@ -54,6 +54,8 @@ class FleetActor(Actor):
         self.log = logging.getLogger(f"tgfleet.{type(self).__name__}")
         self._last_probe = 0.0
         self._parent_timeout = 0.0             # > 0: the parent lives in another system
+        self._start_grace = 0.0                # the silence allowed before Started
+        self._probed_from = False              # Started reported: probes are due from now
 
     @staticmethod
     def actorSystemCapabilityCheck(capabilities, requirements):  # noqa: N802 - thespian's name
@@ -129,7 +131,8 @@ class FleetActor(Actor):
         self.log = logging.getLogger(f"tgfleet.{self.kind}.{msg.child_id}")
         if remote_parent:
             self._watch_parent(float(msg.env.get("probe_interval") or 5.0),
-                               int(msg.env.get("probe_misses") or 3))
+                               int(msg.env.get("probe_misses") or 3),
+                               float(msg.env.get("start_timeout") or 15.0))
         self.on_start(msg.args)
         if not self.start_async:
             self.report_started()
@@ -156,20 +159,27 @@ class FleetActor(Actor):
     def report_started(self):
         self.send(self.parent, Started(self.child_id, os.getpid(), self.kind,
                                        placement.system_id(), placement.host_name()))
+        self._last_probe = time.monotonic()    # the parent probes a child once it runs
+        self._probed_from = True
 
-    def _watch_parent(self, probe_interval: float, probe_misses: int):
+    def _watch_parent(self, probe_interval: float, probe_misses: int, start_timeout: float):
         """The parent-death signal cannot end an actor whose parent lives in another system
         (another host, or the leader's system on the same host): if the leader dies, the bot
         group it placed here would keep its session open, and a restarted leader would place a
         second one. So such an actor stops itself when its parent's probes stop for longer than
-        the parent itself waits before it gives up on a child (`probe_misses` + 2 intervals)."""
+        the parent itself waits before it gives up on a child (`probe_misses` + 2 intervals).
+        A parent probes only a running child: until this actor reports Started, the silence
+        allowed is the parent's start timeout (it kills a child that takes longer) plus two
+        intervals."""
         self._parent_timeout = probe_interval * (probe_misses + 2)
+        self._start_grace = max(self._parent_timeout, start_timeout + 2 * probe_interval)
         self._last_probe = time.monotonic()
         self.every(PARENT_WATCH, probe_interval)
 
     def _check_parent(self):
         silent = time.monotonic() - self._last_probe
-        if silent <= self._parent_timeout or self._stopped:
+        limit = self._parent_timeout if self._probed_from else self._start_grace
+        if silent <= limit or self._stopped:
             return
         self.cancel_timer(PARENT_WATCH)
         self.log.error("%s: no probe from the parent (in another system) for %.1fs: it is "

@@ -12,6 +12,7 @@ import os
 from actors.backends.registry import BACKENDS
 from actors.supervisor import REST_FOR_ONE, Supervisor
 from system import placement
+from system.procguard import in_own_process
 from messages.lifecycle import AddChild, ChildSpec
 from messages.store import ListBotConfigs, PutBotConfig, StoreReply
 
@@ -57,6 +58,11 @@ class BotsSupervisor(Supervisor):
         """The fleet's bots at boot: all started side by side (each bot group is independent,
         so startup takes as long as the slowest bot, not the sum of all of them)."""
         for cfg in cfgs:
+            if cfg.get("host") and not in_own_process():
+                # e.g. stored while the fleet ran on the processes base: it could never start
+                self.log.error("bot %s not started: host %r needs system.base = 'processes'",
+                               cfg.get("name"), cfg["host"])
+                continue
             spec = bot_group_spec(cfg, self.data_dir, self.group_args)
             try:
                 self.add_spec(spec)

@@ -55,12 +55,18 @@ _EVENT_STATE = {"start": "running", "started": "running", "stop": "stopped", "ex
                 "crash": "exited", "restart": "starting", "escalation": "failed"}
 
 
+LEADER_HOST = "(leader)"     # the host label of processes on a leader without a system.host
+
+
 class _Source:
     """The latest report of one actor, plus the offsets that keep its counters monotonic."""
-    __slots__ = ("name", "pid", "epoch", "ts", "received", "counters", "hists", "gauges")
+    __slots__ = ("name", "pid", "epoch", "ts", "received", "counters", "hists", "gauges",
+                 "machine", "host")
 
     def __init__(self, name: str, pid: int, epoch: float):
         self.name, self.pid, self.epoch = name, pid, epoch
+        self.machine = ""             # the reporting process's machine (placement.system_id)
+        self.host = ""                # ... and its tgfleet.host
         self.ts = 0.0                 # wall time of the latest report
         self.received = 0.0           # monotonic arrival time of the latest report
         self.counters: dict[tuple, list] = {}   # key -> [raw, offset]
@@ -141,9 +147,12 @@ class ExportState:
             else:
                 if report.ts and report.ts < src.ts:
                     return 0   # an older report overtaken by a newer one
-                if report.pid != src.pid or (report.epoch and report.epoch != src.epoch):
-                    src.fold(same_process=report.pid == src.pid)
+                machine = report.system.split("/", 1)[0]
+                same = report.pid == src.pid and machine == src.machine
+                if not same or (report.epoch and report.epoch != src.epoch):
+                    src.fold(same_process=same)
                     src.pid, src.epoch = report.pid, report.epoch
+            src.machine, src.host = report.system.split("/", 1)[0], report.host
             gauges = {}
             for sample in report.samples:
                 try:
@@ -319,7 +328,8 @@ class ExportState:
                 old[2] += count
 
         with self.lock:
-            rss_by_pid: dict[int, tuple] = {}
+            # one entry per process: (machine, pid), since pids repeat across hosts
+            rss_by_pid: dict[tuple, tuple] = {}
             for src in self.sources.values():
                 for (name, labels), (raw, off) in src.counters.items():
                     put(name, labels, raw + off)
@@ -331,9 +341,10 @@ class ExportState:
                     fam = FAMILIES[name]
                     put(name, labels, v + elapsed if fam.ages else v, fam.merge)
                     if name == RSS_FAMILY:
-                        prev = rss_by_pid.get(src.pid)
+                        proc = (src.machine, src.pid)
+                        prev = rss_by_pid.get(proc)
                         if prev is None or prev[0] < src.received:
-                            rss_by_pid[src.pid] = (src.received, v)
+                            rss_by_pid[proc] = (src.received, v, src.host)
             for (name, labels), r in self.retired.items():
                 if FAMILIES[name].type == HISTOGRAM:
                     put_hist(name, labels, r[0], r[1], r[2])
@@ -346,8 +357,13 @@ class ExportState:
             actor_state = dict(self.actor_state)
             n_sources = len(self.sources)
 
-        put("tgfleet_fleet_resident_memory_bytes", (), float(sum(v for _, v in
+        put("tgfleet_fleet_resident_memory_bytes", (), float(sum(v for _, v, _ in
                                                                   rss_by_pid.values())))
+        by_host: dict[str, float] = {}
+        for _, v, host in rss_by_pid.values():
+            by_host[host or LEADER_HOST] = by_host.get(host or LEADER_HOST, 0.0) + v
+        for host, v in by_host.items():
+            put("tgfleet_host_resident_memory_bytes", (("host", host),), v)
         put("tgfleet_fleet_processes", (), float(len(rss_by_pid)))
         put("tgfleet_metrics_sources", (), float(n_sources))
         put("tgfleet_ready", (), 1.0 if ready else 0.0)

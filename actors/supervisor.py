@@ -50,6 +50,8 @@ class Child:
     system: str = ""         # the child's actor system (Started.system); "" before it starts
     last_system: str = ""
     host: str = ""
+    unplaced: bool = False   # its last start ended because no system could take it
+    failed_now: bool = False  # this incarnation reported a crash or missed its start deadline
     restarts: int = 0
     restart_times: collections.deque = field(default_factory=collections.deque)
     started_at: float = 0.0
@@ -102,7 +104,8 @@ class Supervisor(FleetActor):
         self.child_env = dict(self.env, parent_pid=os.getpid(),
                               parent_system=placement.system_id(),
                               probe_interval=self.probe_interval,
-                              probe_misses=self.probe_misses)
+                              probe_misses=self.probe_misses,
+                              start_timeout=self.start_timeout)
         self.setup_children(args)
         for cid in self.order:
             self.ops.append(("start", cid))
@@ -148,6 +151,10 @@ class Supervisor(FleetActor):
                 return
             if name == "stop":
                 child = self.children.get(op[1])
+                if child is not None and child.state == "exited":
+                    # Waiting for its restart timer: the stop wins (a new gen voids the timer).
+                    child.state = "stopped"
+                    child.gen += 1
                 if child is None or child.state not in ("running", "starting"):
                     self.ops.popleft()
                     continue
@@ -211,6 +218,7 @@ class Supervisor(FleetActor):
                 self.log.warning("%s: %s/%s did not %s in time: killing it", self.path,
                                  self.path, cid, what)
                 child.last_error = f"{what} timeout"
+                child.failed_now = True
                 self.kill_child(child)
         elif name.startswith("restart:"):
             _, cid, gen = name.split(":")
@@ -239,6 +247,11 @@ class Supervisor(FleetActor):
         child.probes_out = 0
         child.finished = False
         child.manual_stop = False
+        # Not known until its Started: a kill before then must not hit the previous
+        # incarnation's pid (it is gone, and the number may belong to another process now).
+        child.pid = 0
+        child.system = ""
+        child.failed_now = False
         if child.spec.requirements:
             child.addr = self.createActor(child.spec.actor_class,
                                           targetActorRequirements=child.spec.requirements)
@@ -278,9 +291,10 @@ class Supervisor(FleetActor):
 
     def stop_child(self, child: Child):
         timeout = child.spec.shutdown_timeout
-        if child.state == "starting" and self.remote(child):
+        if self.remote(child) and (child.state == "starting" or child.probes_out >= 2):
             # A placement that may never complete (its member host is gone, and thespian's
-            # convention still lists it): do not hold the whole stop for it.
+            # convention still lists it), or a placed child that stopped answering probes: do
+            # not hold the whole stop for it.
             timeout = min(timeout, 2 * self.probe_interval + 1.0)
         child.gen += 1
         child.state = "stopping"
@@ -307,7 +321,10 @@ class Supervisor(FleetActor):
             # cut off from us stops itself after probe_misses + 2 silent intervals
             # (actors/base.py); this supervisor killed it after probe_misses, so 3 more
             # intervals means its own stop has begun before a successor is placed.
-            self.after(f"gone:{child.spec.id}:{child.gen}", 3 * self.probe_interval + 1.0)
+            # While stopping there is no successor to wait for. `unless_armed`: a hung child
+            # is killed again at every probe round, which must not push this further away.
+            delay = 1.0 if self.escalating else 3 * self.probe_interval + 1.0
+            self.after_unless_armed(f"gone:{child.spec.id}:{child.gen}", delay)
 
     @staticmethod
     def remote(child: Child) -> bool:
@@ -318,6 +335,7 @@ class Supervisor(FleetActor):
     def on_Crashed(self, msg: Crashed, sender):
         child = self.children.get(msg.child_id)
         if child is not None and child.addr == sender:
+            child.failed_now = True
             child.last_error = ("escalation: " if msg.escalation else "") + msg.error
 
     def on_ChildInfo(self, msg: ChildInfo, sender):
@@ -345,11 +363,14 @@ class Supervisor(FleetActor):
             return
         was_starting = child.state == "starting"
         child.state = "exited"
-        if not child.last_error:
+        if was_starting and child.spec.requirements and not child.failed_now:
+            # Gone before it ran, without a crash of its own: thespian found no system that
+            # can take it (no member with that host in the convention).
+            child.unplaced = True
+            child.last_error = (f"not placed: no system in the convention has "
+                                f"{child.spec.requirements} (is that member host running?)")
+        elif not child.last_error:
             child.last_error = "exited during start" if was_starting else "process exited"
-            if was_starting and child.spec.requirements:
-                child.last_error += (f" (placed by {child.spec.requirements}: is a member with "
-                                     "that capability in the convention?)")
         if was_starting:
             self.op_done("start", cid, advance=False)
         self.child_failed(child)
@@ -369,7 +390,13 @@ class Supervisor(FleetActor):
             return
         now = time.monotonic()
         times = child.restart_times if self.intensity_scope == "child" else self.restart_times
-        times.append(now)
+        if child.unplaced:
+            # No system could take it (its member host is not in the convention: not joined
+            # yet, stopped, or gone): not a crash of the bot. Try again at the backoff's pace,
+            # without using up its restart intensity, until the member is back.
+            child.unplaced = False
+        else:
+            times.append(now)
         while times and now - times[0] > self.period:
             times.popleft()
         if len(times) > self.intensity:
@@ -538,7 +565,7 @@ class Supervisor(FleetActor):
         """How long to wait for sub-supervisors' rows: less the deeper this one is, so a
         subtree that cannot answer (hung, or on a member host that vanished) is cut off
         below and its parent still answers with its own rows in time."""
-        return max(0.4, 1.0 - 0.2 * self.path.count("/"))
+        return max(0.5, 2.0 - 0.4 * self.path.count("/"))
 
     def on_TreeStatus(self, msg: TreeStatus, sender):
         rid, _, cid = msg.request_id.rpartition("|")

@@ -29,6 +29,8 @@ class MetricsReport:
     samples: tuple                # see the module docstring
     epoch: float = 0.0            # when the reporting buffer was created (a restart changes it)
     ts: float = 0.0               # wall time of the report (0: the exporter uses arrival time)
+    system: str = ""              # the reporting actor system (placement.system_id): pids of
+    host: str = ""                # different machines are different processes; its tgfleet.host
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,12 +21,16 @@ import logging.config
 import os
 import signal
 import sys
+import threading
 import time
+
+import psutil
 
 from messages.lifecycle import Start, Started
 from system.config import ConfigError, load_config
 from system.launcher import PRELOAD_LIBRARIES, preload_for_fork
 from system.logs import log_defs
+from system.procguard import pid_alive
 
 log = logging.getLogger("tgfleet.member")
 
@@ -49,6 +53,7 @@ class Member:
     def __init__(self, cfg: dict):
         self.cfg = cfg
         self.fs = None
+        self.admin_pid = 0
         self.stop_requested = False
 
     def _signal(self, signum, frame):
@@ -75,6 +80,7 @@ class Member:
                                          f"member:{sysc['host']}/guard"), 30, expect=Started)
         if not isinstance(reply, Started):
             raise RuntimeError(f"the member guard did not start: {reply!r}")
+        self.admin_pid = psutil.Process(reply.pid).ppid()   # the guard is the admin's child
         self.port_open = port_open
         print(f"tgfleet member: host {sysc['host']!r}, admin {sysc['bind_host']}:"
               f"{self.fs.admin_port}, joined the convention at {sysc['convention']}, "
@@ -99,10 +105,21 @@ class Member:
         return 0
 
     def shutdown(self) -> None:
-        if self.fs is not None:
-            self.fs.top_level.clear()   # the guard goes with the system
-            self.fs.shutdown()
-            self.fs = None
+        """thespian's orderly shutdown, bounded by system.shutdown_timeout_s: it can wait on
+        a leader that is gone. Past that, thespian's admin is SIGKILLed, and every actor
+        process of this member with it (parent-death signal)."""
+        if self.fs is None:
+            return
+        fs, self.fs = self.fs, None
+        fs.top_level.clear()   # the guard goes with the system
+        done = threading.Thread(target=fs.shutdown, name="member-shutdown", daemon=True)
+        done.start()
+        done.join(self.cfg["system"]["shutdown_timeout_s"])
+        if done.is_alive() and self.admin_pid and pid_alive(self.admin_pid):
+            print(f"tgfleet member: the actor system did not stop within "
+                  f"{self.cfg['system']['shutdown_timeout_s']:g}s; ending its admin "
+                  f"(pid {self.admin_pid})", flush=True)
+            os.kill(self.admin_pid, signal.SIGKILL)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -161,6 +161,10 @@ _DEFS = (
            "Resident memory of all actor processes, each process counted once.", origin=EXPORTER),
     Family("tgfleet_fleet_processes", GAUGE, "Distinct processes that report metrics.",
            origin=EXPORTER),
+    Family("tgfleet_host_resident_memory_bytes", GAUGE,
+           "Resident memory of all actor processes on one host of the fleet (its system.host; "
+           "'(leader)' when the leader has none), each process counted once.", ("host",),
+           origin=EXPORTER),
     # ---- the exporter itself -----------------------------------------------------------
     Family("tgfleet_metrics_sources", GAUGE, "Actors whose latest report is kept.",
            origin=EXPORTER),

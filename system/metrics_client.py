@@ -25,6 +25,7 @@ from contextlib import contextmanager
 import psutil
 
 from messages.metrics import MetricsReport, TreeSnapshot
+from system import placement
 from system.metricdefs import ACTOR, COUNTER, FAMILIES, GAUGE, HISTOGRAM
 
 log = logging.getLogger("tgfleet.metrics")
@@ -160,7 +161,8 @@ class MetricsBuffer:
         samples.extend((fam, labels, (tuple(h[0]), h[1], h[2]))
                        for (fam, labels), h in self._hists.items())
         samples.extend(self.process_samples())
-        return MetricsReport(self.source, os.getpid(), tuple(samples), self.epoch, time.time())
+        return MetricsReport(self.source, os.getpid(), tuple(samples), self.epoch, time.time(),
+                             placement.system_id(), placement.host_name())
 
     IDLE_REPORT_S = 10.0
 

@@ -18,6 +18,7 @@ Two identities matter once a parent and its child may live in different systems:
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 
 HOST_CAPABILITY = "tgfleet.host"
@@ -30,20 +31,28 @@ _machine: str | None = None
 
 
 def machine_id() -> str:
-    """This machine's identity for the life of its kernel (boot id), else its host name."""
+    """Where a pid means the same process: this kernel's boot id (else the host name) plus
+    this PID namespace (two containers on one node share the boot id, not their pids)."""
     global _machine
     if _machine is None:
         try:
             with open("/proc/sys/kernel/random/boot_id") as fh:
-                _machine = fh.read().strip()
+                boot = fh.read().strip()
         except OSError:
-            _machine = socket.gethostname()
+            boot = socket.gethostname()
+        try:
+            pidns = str(os.stat("/proc/self/ns/pid").st_ino)
+        except OSError:
+            pidns = "?"
+        _machine = f"{boot}:{pidns}"
     return _machine
 
 
 def announce_system(admin_port: int | None, host: str = "", data_dir: str = "") -> str:
     """Called once per actor system, before any actor exists (actor processes inherit it)."""
-    system = f"{machine_id()}/{admin_port or os.getpid()}"
+    # the port for people reading logs; the nonce because two systems can share a port number
+    # (one per container, or one after another in the same process)
+    system = f"{machine_id()}/{admin_port or os.getpid()}.{secrets.token_hex(4)}"
     os.environ[SYSTEM_ENV] = system
     os.environ[HOST_ENV] = host
     if data_dir:

@@ -63,6 +63,7 @@ from system.loopthread import LoopThread
 from system.metrics_client import REPORT_INTERVAL, MetricsBuffer
 from system import placement
 from system.procguard import in_own_process
+from system.sessionlock import SessionLock
 
 LIBRARIES = ("telethon", "pyrogram", "tdlib")
 ACCOUNT_KINDS = ("bot", "user")
@@ -275,6 +276,7 @@ class BackendActor(FleetActor):
         and login continue in the library thread, `Started` follows from `on_bridge`."""
         self.cfg = cfg = backend_config(args, self.library)
         self.name = cfg["name"]
+        self.session_lock = None      # system/sessionlock.py; set below on the processes base
         if cfg.get("host"):
             # Placed on a member host: its files (a TDLib database) live under that host's own
             # data directory, not under the path the leader would use on its disk.
@@ -339,6 +341,25 @@ class BackendActor(FleetActor):
                 register_rsa_key(cfg["server"]["rsa_public_key"], (self.library,))
         if "metrics" in self.env:
             self.every("metrics", REPORT_INTERVAL)
+        if in_own_process() and cfg.get("data_dir"):
+            self.session_lock = SessionLock(cfg["data_dir"])
+        self._open_when_owned()
+
+    def _open_when_owned(self):
+        """Open the session once no other backend process on this host holds it
+        (system/sessionlock.py); until then say who does, and look again every 0.5 s."""
+        holder = self.session_lock.acquire() if self.session_lock is not None else None
+        if holder is not None:
+            if "session_lock" not in self._timers:
+                self.log.warning("%s: the session is still held by pid %s (an older backend of "
+                                 "this bot, e.g. on a member host whose leader lost track of "
+                                 "it); waiting for it to end", self.path, holder or "?")
+                self.every("session_lock", 0.5)
+            self.login_state = f"waiting: session held by pid {holder or '?'}"
+            self.report_info(self.login_state)
+            return
+        self.cancel_timer("session_lock")
+        self.login_state = "connecting"
         self._load_session()
 
     @property
@@ -832,6 +853,8 @@ class BackendActor(FleetActor):
                 self.engine_export("periodic")
         elif name == "metrics":
             self._report_metrics()
+        elif name == "session_lock":
+            self._open_when_owned()
         elif name == "store_timeout":
             waiting = [p for p, _ in self.store_pending.values()]
             if "get" in waiting:
@@ -922,6 +945,8 @@ class BackendActor(FleetActor):
             self.unwatch_fd(self.lane_listener.fd)
             self.lane_listener.close()
             self.lane_listener = None
+        if self.session_lock is not None:
+            self.session_lock.release()   # after the session was saved and the client closed
 
     # ---- engine hooks (subclasses) --------------------------------------------------------
     def engine_start(self, body: dict | None):

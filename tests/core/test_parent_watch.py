@@ -3,6 +3,7 @@ cannot be ended by the parent-death signal, so it watches its parent's probes an
 when they stop (actors/base.py). Real thespian systems on both bases; the "other system" is
 named in the Start message, as a supervisor on the leader names its own."""
 import os
+import threading
 import time
 
 from messages.lifecycle import Probe, Start, Started, Stop
@@ -59,3 +60,20 @@ def test_an_actor_in_its_parents_system_does_not_watch(fleet, tmp_path):
     fleet.tell(addr, Stop("test"))
     _run(fleet, 0.5)
     assert _stopped(journal)
+
+
+def test_a_slow_start_is_not_cut_short_by_the_watch(fleet, tmp_path):
+    """A parent probes only a running child: before its Started, a child allows the parent's
+    start timeout (plus two intervals) of silence, not just the probe budget. Here a group
+    whose own child needs ~1.5 s to start, under a parent whose probe budget is 0.3 s."""
+    flag = tmp_path / "fail"
+    flag.write_text("1")
+    threading.Timer(0.3, flag.unlink).start()    # the child's retry (at 1.5 s) succeeds
+    group = fleet.create("actors.supervisor.Supervisor")
+    args = {"children": [{"id": "w", "actor_class": "tests.support.actors.Worker",
+                          "args": {"fail_start_file": str(flag)}}],
+            "intensity": 100, "period": 60, "probe_interval": 0.1,
+            "backoff": {"base_s": 1.5, "max_s": 1.5, "jitter": 0.0}}
+    env = dict(WATCH, parent_system="another-machine/19500", start_timeout=3.0)
+    got = fleet.ask(group, Start("g", args, env, "leader/g"), 8, expect=Started)
+    assert isinstance(got, Started), "the group stopped itself while starting"

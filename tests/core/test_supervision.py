@@ -7,7 +7,7 @@ import time
 import psutil
 import pytest
 
-from messages.lifecycle import ChildSpec, Start, Stop
+from messages.lifecycle import ChildCommand, ChildCommandResult, ChildSpec, Start, Stop
 from tests.core.conftest import worker
 from tests.support.actors import (Boom, Events, GetEvents, HangThread, BlockForever,
                                   ctor_journal_path)
@@ -81,6 +81,40 @@ def test_independent_children_restart_without_waiting_for_each_other(fleet, star
     st = tree.wait(lambda s: s["b"].restarts == 1 and s["b"].state == "running")
     assert st["a"].state == "exited" and st["a"].restarts == 2, st["a"]
     flag.unlink()
+
+
+def test_a_stop_while_a_restart_is_pending_wins(fleet, start_tree):
+    """`ctl stop` of a bot waiting out its backoff: it stays stopped (the restart timer is
+    void), and a later start brings it back."""
+    tree = start_tree([worker("a"), worker("b")], intensity_scope="child", intensity=100,
+                      period=60, backoff={"base_s": 1.0, "max_s": 1.0, "jitter": 0.0})
+    fleet.tell(tree.addr("a"), Boom())
+    tree.wait(lambda s: s["a"].state == "exited")            # its restart is due in 1 s
+    r = fleet.ask(tree.root, ChildCommand("stop", "a", "r1"), 5, expect=ChildCommandResult)
+    assert r is not None and r.ok
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:                        # past the restart's due time
+        fleet.listen(0.05) if fleet.runner else time.sleep(0.05)
+    assert tree.status()["a"].state == "stopped"
+    r = fleet.ask(tree.root, ChildCommand("start", "a", "r2"), 10, expect=ChildCommandResult)
+    assert r is not None and r.ok
+    tree.wait(lambda s: s["a"].state == "running")
+
+
+def test_a_placed_child_nobody_can_take_is_retried_without_using_up_its_intensity(
+        fleet, start_tree):
+    """A bot group placed on a member host that is not in the convention (not joined yet,
+    stopped): thespian refuses the creation at once. That is not a crash of the bot: it must
+    be retried at the backoff's pace for as long as it takes, never marked failed."""
+    if fleet.base != "processes":
+        pytest.skip("placement needs thespian's processes base")
+    spec = ChildSpec("g", "tests.support.actors.Worker", {}, requirements={"tgfleet.host": "b"})
+    tree = start_tree([worker("a"), spec], intensity_scope="child", intensity=2, period=60,
+                      backoff={"base_s": 0.05, "max_s": 0.1, "jitter": 0.0})
+    st = tree.wait(lambda s: s["g"].restarts > 6)              # intensity 2: would be failed
+    assert st["g"].state in ("exited", "starting"), st["g"]
+    assert "not placed: no system in the convention has" in st["g"].last_error
+    assert st["a"].state == "running" and st["a"].restarts == 0
 
 
 def test_start_that_raises_is_retried_then_escalates(fleet, start_tree, tmp_path):

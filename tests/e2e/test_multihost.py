@@ -87,7 +87,8 @@ def leader_and_member(tmp_path):
         yield fleet, hosts
     finally:
         stop_fleet(fleet)
-        for member in hosts:
+        # newest first: members started again reuse the command line of the ones before
+        for member in reversed(hosts):
             assert member.stop() == set()
 
 
@@ -112,6 +113,14 @@ def test_a_bot_placed_on_a_member_runs_there_and_leaves_with_its_leader(tmp_path
         # The placed actors report their metrics to the leader's one endpoint.
         wait_until(lambda: metric(scrape(fleet.ports["metrics"]), "tgfleet_backend_connected",
                                   bot="echo") == 1, 30, what="the placed backend's metrics")
+        # Memory per host: what the placed actors' processes report, and nothing else.
+        samples = scrape(fleet.ports["metrics"])
+        placed_rss = sum(metric(samples, "tgfleet_process_resident_memory_bytes", actor=p)
+                         for p in placed)
+        assert placed_rss > 0
+        assert metric(samples, "tgfleet_host_resident_memory_bytes", host="b") == placed_rss
+        assert metric(samples, "tgfleet_host_resident_memory_bytes", host="(leader)") + \
+            placed_rss == metric(samples, "tgfleet_fleet_resident_memory_bytes")
 
         # A backend killed on the member is restarted on the member by its group there.
         texts, answered = send_burst(tg, alice, bot, 6)
@@ -143,7 +152,9 @@ def test_a_placed_group_stops_itself_when_its_leader_is_killed(tmp_path):
         assert "no probe from the parent" in member.output(), member.output()[-3000:]
 
 
-def test_a_killed_member_leaves_nothing_and_its_bots_return_with_it(tmp_path):
+def test_a_killed_member_leaves_nothing_and_its_bots_return_with_it(tmp_path, monkeypatch):
+    # retries of an unplaceable group at least every 2 s (default up to 30 s)
+    monkeypatch.setenv("TGFLEET_SUPERVISION_BACKOFF_MAX_S", "2")
     with leader_and_member(tmp_path) as (fleet, hosts):
         member = hosts[0]
         idle = member.pids()
@@ -169,6 +180,37 @@ def test_a_killed_member_leaves_nothing_and_its_bots_return_with_it(tmp_path):
         assert member.stop() == set()   # a member stopped (SIGTERM) with a group placed on it
         wait_until(lambda: actors(fleet)["root/bots/echo"]["state"] != "running", 30,
                    what="the leader seeing the group gone again")
+        # It left the convention: every try is refused at once. Not a crash of the bot: it is
+        # retried (every <= 2 s here) without using up its restart intensity (5 in 60 s).
+        time.sleep(8)
+        group = actors(fleet)["root/bots/echo"]
+        assert group["state"] != "failed" and "not placed" in group["last_error"], group
+        member = MemberHost(tmp_path, fleet.ports["admin"], admin=member.admin)
+        hosts.append(member)
+        wait_until(lambda: (lambda r: r.get("state") == "running" and r["pid"] in member.pids())(
+            actors(fleet).get("root/bots/echo/bot", {})), 60, what="the group placed once more")
         # A leader whose member vanished still stops in order, in time.
         code, left = stop_fleet(fleet)
         assert code == 0 and left == [], fleet.output()[-3000:]
+
+
+def test_a_placed_group_the_leader_lost_track_of_never_shares_its_session(tmp_path):
+    """The bots supervisor on the leader SIGKILLed: its local groups die with it, but a group
+    placed on a member is not its process's child and lives on until its watch of the probes
+    ends it, while the restarted supervisor places a new group at once. The new backend waits
+    for the old one's session lock instead of opening the same session twice."""
+    with leader_and_member(tmp_path) as (fleet, hosts):
+        member = hosts[0]
+        tg, alice, bot = slow_echo_bot(fleet, host="b")
+        old = actors(fleet)["root/bots/echo/backend"]["pid"]
+        os.kill(actors(fleet)["root/bots"]["pid"], signal.SIGKILL)
+        new = wait_until(lambda: (lambda r: r.get("pid") if r.get("pid") not in (None, 0, old)
+                                  else None)(actors(fleet).get("root/bots/echo/backend", {})),
+                         60, what="a new backend for echo")
+        logs = fleet.output() + member.output()
+        assert f"the session is still held by pid {old}" in logs, logs[-3000:]
+        assert not psutil.pid_exists(old) or psutil.Process(old).status() == "zombie"
+        first = tg.send_as(alice["user_id"], bot["user_id"], "after the supervisor's restart")
+        wait_until(lambda: replies_to(tg, alice["user_id"], bot["user_id"], first["id"]), 30,
+                   what="an answer from the new group")
+        assert new in member.pids()

@@ -155,6 +155,24 @@ def test_fleet_memory_counts_each_process_once():
     assert len(vals[rss]) == 3
 
 
+def test_fleet_memory_tells_processes_of_different_hosts_apart():
+    """Several hosts (README "Several hosts"): the same pid on two machines is two processes,
+    and memory is also shown per host."""
+    st = ExportState(clock=Clock())
+    rss = "tgfleet_process_resident_memory_bytes"
+    for name, pid, system, host, val in (("a", 10, "m1/19500", "", 100.0),
+                                         ("b", 10, "m1/19500", "", 100.0),
+                                         ("c", 10, "m2/19600", "b", 70.0),
+                                         ("d", 12, "m2/19600", "b", 30.0)):
+        st.ingest(MetricsReport(name, pid, ((rss, (("actor", name),), val),), 1.0, 0.0,
+                                system, host))
+    vals = st.values()
+    assert vals["tgfleet_fleet_resident_memory_bytes"][()] == 200.0
+    assert vals["tgfleet_fleet_processes"][()] == 3.0
+    assert vals["tgfleet_host_resident_memory_bytes"] == {(("host", "(leader)"),): 100.0,
+                                                          (("host", "b"),): 100.0}
+
+
 def test_lifecycle_events_count_restarts_escalations_and_states():
     clock = Clock()
     st = ExportState(clock=clock)
@@ -293,6 +311,7 @@ REQUIRED_SAMPLES = [
     ("tgfleet_process_resident_memory_bytes", {"actor": "root/bots/alpha/bot"}),
     ("tgfleet_process_cpu_seconds_total", {"actor": "root/bots/alpha/bot"}),
     ("tgfleet_fleet_resident_memory_bytes", {}),
+    ("tgfleet_host_resident_memory_bytes", {"host": "(leader)"}),
     ("tgfleet_eventbus_published_total", {"topic": "news"}),
 ]
 

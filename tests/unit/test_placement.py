@@ -3,6 +3,7 @@ config that declares hosts, and a supervisor that never signals a pid from anoth
 
 The end-to-end behaviour (a leader and a member on 127.0.0.1) is in tests/e2e/test_multihost.py;
 a second *machine* cannot exist here, so the one test about it uses another boot id."""
+import os
 import subprocess
 import sys
 
@@ -43,9 +44,17 @@ def test_a_malformed_convention_address_is_refused(text):
         placement.parse_convention(text)
 
 
-def test_machine_and_system_identities():
+def test_machine_and_system_identities(monkeypatch):
     me = placement.system_id()
     assert placement.same_machine(me)
+    # the pid namespace is part of the machine: containers on one node share the boot id only
+    assert placement.machine_id().endswith(":" + str(os.stat("/proc/self/ns/pid").st_ino))
+    # two systems on the same admin port (one per container, or one after the other) differ
+    monkeypatch.setenv(placement.SYSTEM_ENV, "")
+    monkeypatch.setenv(placement.HOST_ENV, "")
+    first = placement.announce_system(19500)
+    second = placement.announce_system(19500)
+    assert first != second and first.startswith(placement.machine_id() + "/19500.")
     assert placement.same_machine("")            # unknown: as before placement existed
     assert not placement.same_machine("another-boot-id/19500")
 
@@ -100,13 +109,14 @@ class _Recording(Supervisor):
 
     def __init__(self):
         super().__init__()
-        self.sent, self.timers, self.probe_interval = [], [], 1.0
+        self.sent, self.timers, self.probe_interval, self.escalating = [], [], 1.0, False
 
     def send(self, addr, msg):
         self.sent.append((addr, msg))
 
     def after(self, name, delay):
         self.timers.append((name, delay))
+        self._timers[name] = [delay, 0.0]
 
 
 def test_a_supervisor_never_signals_a_pid_of_another_machine():
@@ -120,6 +130,9 @@ def test_a_supervisor_never_signals_a_pid_of_another_machine():
         assert victim.poll() is None, "a pid from another machine was signalled here"
         assert [type(m).__name__ for _, m in sup.sent] == ["ActorExitRequest"]
         assert sup.timers == [("gone:g:3", 4.0)]    # counted as gone if no exit notice comes
+        sup.kill_child(child)       # killed again at the next probe round: the due time stays
+        assert sup.timers == [("gone:g:3", 4.0)]
+        assert victim.poll() is None
     finally:
         victim.kill()
         victim.wait()
