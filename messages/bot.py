@@ -9,6 +9,7 @@ serves every actor on a bot's path.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from messages import fastpickle
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,3 +26,6 @@ class BotStats:
     request_id: str
     bot: str
     counters: dict
+
+
+fastpickle.install(globals())   # messages/fastpickle.py: same bytes, less work

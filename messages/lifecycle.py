@@ -9,7 +9,7 @@ going away before it exits (the supervisor then sees thespian's `ChildActorExite
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from messages import fastpickle
 
 PERMANENT, TRANSIENT, TEMPORARY = "permanent", "transient", "temporary"
 RESTART_TYPES = (PERMANENT, TRANSIENT, TEMPORARY)
@@ -175,3 +175,6 @@ class ChildAddress:
     child_id: str
     address: object           # None when the child is not running
     state: str = ""
+
+
+fastpickle.install(globals())   # messages/fastpickle.py: same bytes, less work
