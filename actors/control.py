@@ -223,10 +223,8 @@ class ControlActor(FleetActor):
         cfg = args.get("config")
         if not isinstance(cfg, dict):
             raise AdminError("missing argument: config (a map describing the bot)")
-        cfg = validate_bot(cfg, where="config")
-        if cfg.get("host") and self.config.get("system", {}).get("base") != "processes":
-            raise AdminError(f"config.host: placing a bot on host {cfg['host']!r} needs "
-                             "system.base = 'processes' (thespian conventions)")
+        cfg = validate_bot(cfg, where="config",
+                           base=self.config.get("system", {}).get("base", "inprocess"))
         from actors.handlers import resolve_handler
         for i, h in enumerate(cfg["handlers"]):
             try:

@@ -11,10 +11,9 @@ and place them again once a member with that host is back.
 from __future__ import annotations
 
 import os
-import signal
 
 from actors.base import FleetActor
-from system.procguard import in_own_process, pid_alive
+from system.procguard import end_admin, in_own_process, pid_alive
 
 CHECK_S = 0.5
 
@@ -30,9 +29,7 @@ class MemberGuard(FleetActor):
     def on_timer(self, name):
         if name == "launcher" and not pid_alive(self.launcher_pid):
             self.cancel_timer("launcher")
-            admin = os.getppid()
             self.log.error("member guard: the launcher (pid %d) is gone: ending thespian's "
                            "admin (pid %d) and every actor placed on this host",
-                           self.launcher_pid, admin)
-            if admin > 1 and admin != self.launcher_pid:
-                os.kill(admin, signal.SIGKILL)
+                           self.launcher_pid, os.getppid())
+            end_admin(self.launcher_pid)

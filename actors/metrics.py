@@ -44,6 +44,7 @@ from system.loopthread import LoopThread
 from system.metricdefs import (ACTOR, COUNTER, FAMILIES, GAUGE, HISTOGRAM,
                                MAX_SERIES_PER_FAMILY, reason_label)
 from system.metrics_client import RSS_FAMILY, MetricsBuffer
+from system.placement import machine_of
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9464
@@ -147,12 +148,11 @@ class ExportState:
             else:
                 if report.ts and report.ts < src.ts:
                     return 0   # an older report overtaken by a newer one
-                machine = report.system.split("/", 1)[0]
-                same = report.pid == src.pid and machine == src.machine
+                same = report.pid == src.pid and machine_of(report.system) == src.machine
                 if not same or (report.epoch and report.epoch != src.epoch):
                     src.fold(same_process=same)
                     src.pid, src.epoch = report.pid, report.epoch
-            src.machine, src.host = report.system.split("/", 1)[0], report.host
+            src.machine, src.host = machine_of(report.system), report.host
             gauges = {}
             for sample in report.samples:
                 try:

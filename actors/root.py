@@ -8,7 +8,6 @@ command it accepts finds the services it needs already running.
 from __future__ import annotations
 
 import os
-import signal
 
 from thespian.actors import ActorExitRequest
 
@@ -17,7 +16,7 @@ from messages.lifecycle import (ChildSpec, EnvUpdate, Started, Stop, TreeStatus,
                                 TreeStatusRequest)
 from messages.system import RootExited
 from system.metrics_client import tree_snapshot
-from system.procguard import in_own_process, pid_alive
+from system.procguard import end_admin, in_own_process, pid_alive
 
 SERVICES = ("metrics", "store", "ratelimit", "eventbus", "bots", "control")
 LAUNCHER_CHECK_S = 1.0
@@ -156,6 +155,4 @@ class RootSupervisor(Supervisor):
     def end_admin(self):
         """SIGKILL thespian's admin (this process's parent); this process and thespian's logger
         follow it (parent-death signal)."""
-        admin = os.getppid()
-        if admin > 1 and admin != self.launcher_pid:
-            os.kill(admin, signal.SIGKILL)
+        end_admin(self.launcher_pid)

@@ -50,7 +50,6 @@ class Child:
     system: str = ""         # the child's actor system (Started.system); "" before it starts
     last_system: str = ""
     host: str = ""
-    unplaced: bool = False   # its last start ended because no system could take it
     failed_now: bool = False  # this incarnation reported a crash or missed its start deadline
     restarts: int = 0
     restart_times: collections.deque = field(default_factory=collections.deque)
@@ -363,21 +362,21 @@ class Supervisor(FleetActor):
             return
         was_starting = child.state == "starting"
         child.state = "exited"
-        if was_starting and child.spec.requirements and not child.failed_now:
-            # Gone before it ran, without a crash of its own: thespian found no system that
-            # can take it (no member with that host in the convention).
-            child.unplaced = True
+        # Gone before it ran, without a crash of its own: thespian found no system that can
+        # take it (no member with that host in the convention).
+        unplaced = was_starting and bool(child.spec.requirements) and not child.failed_now
+        if unplaced:
             child.last_error = (f"not placed: no system in the convention has "
                                 f"{child.spec.requirements} (is that member host running?)")
         elif not child.last_error:
             child.last_error = "exited during start" if was_starting else "process exited"
         if was_starting:
             self.op_done("start", cid, advance=False)
-        self.child_failed(child)
+        self.child_failed(child, unplaced)
         self.advance()
 
     # ---- failure handling ----------------------------------------------------------------
-    def child_failed(self, child: Child):
+    def child_failed(self, child: Child, unplaced: bool = False):
         cid = child.spec.id
         path = f"{self.path}/{cid}"
         if self.escalating:
@@ -390,12 +389,10 @@ class Supervisor(FleetActor):
             return
         now = time.monotonic()
         times = child.restart_times if self.intensity_scope == "child" else self.restart_times
-        if child.unplaced:
-            # No system could take it (its member host is not in the convention: not joined
-            # yet, stopped, or gone): not a crash of the bot. Try again at the backoff's pace,
-            # without using up its restart intensity, until the member is back.
-            child.unplaced = False
-        else:
+        if not unplaced:
+            # (No system could take it, i.e. its member host is not in the convention: not
+            # joined yet, stopped, or gone. Not a crash of the bot: it is tried again at the
+            # backoff's pace, without using up its restart intensity, until the member is back.)
             times.append(now)
         while times and now - times[0] > self.period:
             times.popleft()

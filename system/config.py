@@ -176,13 +176,10 @@ def load_config(path: str | None = None, env: dict | None = None) -> dict:
     for i, bot in enumerate(bots):
         if not isinstance(bot, dict):
             raise ConfigError(f"bots[{i}]: expected a table")
-        checked = validate_bot(bot, where=f"bots[{i}]")
+        checked = validate_bot(bot, where=f"bots[{i}]", base=cfg["system"]["base"])
         if checked["name"] in seen:
             raise ConfigError(f"bots[{i}].name: duplicate bot name {checked['name']!r}")
         seen.add(checked["name"])
-        if checked.get("host") and cfg["system"]["base"] != "processes":
-            raise ConfigError(f"bots[{i}].host: placing a bot on host {checked['host']!r} needs "
-                              "system.base = 'processes' (thespian conventions)")
         cfg["bots"].append(checked)
     return cfg
 
@@ -201,8 +198,9 @@ def _check_placement(sysc: dict) -> None:
                           "system.base = 'processes' (thespian conventions)")
 
 
-def validate_bot(bot: dict, where: str = "bot") -> dict:
-    """Check and normalize one bot definition (from the config file or `ctl create`)."""
+def validate_bot(bot: dict, where: str = "bot", base: str | None = None) -> dict:
+    """Check and normalize one bot definition (from the config file or `ctl create`); with
+    `base` (the fleet's system.base), also that the fleet can run it."""
     if not isinstance(bot, dict):
         raise ConfigError(f"{where}: expected a table/object")
     out = dict(BOT_DEFAULTS)
@@ -251,6 +249,9 @@ def validate_bot(bot: dict, where: str = "bot") -> dict:
     if not isinstance(host, str) or (host and not BOT_NAME.match(host)):
         raise ConfigError(f"{where}.host: expected the name of a member host (a-z 0-9 _ -, "
                           f"as its system.host), got {host!r}")
+    if host and base is not None and base != "processes":
+        raise ConfigError(f"{where}.host: placing a bot on host {host!r} needs "
+                          "system.base = 'processes' (thespian conventions)")
     if not isinstance(out["enabled"], bool):
         raise ConfigError(f"{where}.enabled: expected true or false")
     server = out.get("server")

@@ -27,7 +27,7 @@ from messages.lifecycle import Start, Started, Stop, TreeStatus, TreeStatusReque
 from messages.system import RootExited
 from system import affinity
 from system.config import ConfigError, load_config, validate_bot
-from system.logs import log_defs
+from system.logs import log_defs_of
 
 log = logging.getLogger("tgfleet.launcher")
 
@@ -197,14 +197,12 @@ class Launcher:
             self.cpus = affinity.apply(cfg["system"]["cpu_affinity"], self.base)
         except affinity.AffinityError as exc:
             raise ConfigError(f"system.cpu_affinity: {exc}") from None
-        logs = cfg["log"]
         if cfg["system"]["convention"]:
             raise ConfigError("system.convention: set on a member (`tgfleet member`), not on "
                               "the leader that `tgfleet run` starts")
         self.fs = FleetSystem(self.base, admin_port=cfg["system"]["admin_port"],
                               bind_host=cfg["system"]["bind_host"],
-                              log_defs=log_defs(logs["level"], logs["json"], logs["file"],
-                                                logs["levels"]),
+                              log_defs=log_defs_of(cfg),
                               host=cfg["system"]["host"], data_dir=cfg["system"]["data_dir"])
         self.root = self.fs.create("actors.root.RootSupervisor")
         reply = self.fs.ask(self.root, Start("root", {"config": cfg},
@@ -332,9 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
-    logs = cfg["log"]
-    logging.config.dictConfig(log_defs(logs["level"], logs["json"], logs["file"],
-                                       logs["levels"]))
+    logging.config.dictConfig(log_defs_of(cfg))
     launcher = Launcher(cfg, args.base)
     try:
         return launcher.run()

@@ -35,6 +35,12 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc, ensure_ascii=False)
 
 
+def log_defs_of(cfg: dict) -> dict:
+    """`log_defs` for a validated config's [log] section (launcher and member alike)."""
+    logs = cfg["log"]
+    return log_defs(logs["level"], logs["json"], logs["file"], logs["levels"])
+
+
 def log_defs(level: str = "INFO", json_lines: bool = False, file: str = "",
              levels: dict | None = None) -> dict:
     """A logging.config dict for the whole system (main process and thespian's logger)."""

@@ -29,7 +29,7 @@ import psutil
 from messages.lifecycle import Start, Started
 from system.config import ConfigError, load_config
 from system.launcher import PRELOAD_LIBRARIES, preload_for_fork
-from system.logs import log_defs
+from system.logs import log_defs_of
 from system.procguard import pid_alive
 
 log = logging.getLogger("tgfleet.member")
@@ -68,11 +68,8 @@ class Member:
         # copy-on-write by every actor process, as on the leader).
         preload_for_fork({"system": sysc, "bots": [{"library": lib}
                                                    for lib in PRELOAD_LIBRARIES]})
-        logs = cfg["log"]
         self.fs = FleetSystem("processes", admin_port=sysc["admin_port"],
-                              bind_host=sysc["bind_host"],
-                              log_defs=log_defs(logs["level"], logs["json"], logs["file"],
-                                                logs["levels"]),
+                              bind_host=sysc["bind_host"], log_defs=log_defs_of(cfg),
                               host=sysc["host"], convention=sysc["convention"],
                               data_dir=sysc["data_dir"])
         guard = self.fs.create("actors.memberguard.MemberGuard")
@@ -133,9 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
-    logs = cfg["log"]
-    logging.config.dictConfig(log_defs(logs["level"], logs["json"], logs["file"],
-                                       logs["levels"]))
+    logging.config.dictConfig(log_defs_of(cfg))
     member = Member(cfg)
     try:
         return member.run()

@@ -68,10 +68,15 @@ def host_name() -> str:
     return os.environ.get(HOST_ENV, "")
 
 
+def machine_of(system: str) -> str:
+    """The machine part of a system id (see `announce_system`)."""
+    return system.split("/", 1)[0]
+
+
 def same_machine(system: str) -> bool:
     """True when `system` (another actor's system id) is on this machine; unknown ("") counts
     as this machine, as it always was before placement existed."""
-    return not system or system.split("/", 1)[0] == machine_id()
+    return not system or machine_of(system) == machine_id()
 
 
 def local_data_dir(sub: str, fallback: str | None) -> str | None:

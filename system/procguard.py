@@ -61,6 +61,16 @@ def guard_actor_process(parent_pid_expected: int | None = None) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+def end_admin(launcher_pid: int) -> None:
+    """SIGKILL thespian's admin, the calling actor's parent (unless that is the launcher
+    itself, i.e. no admin in between); the caller and every other actor process of that system
+    follow it (parent-death signal). For when the launcher is gone: thespian's admin
+    daemonizes, so nothing else would ever end it."""
+    admin = os.getppid()
+    if admin > 1 and admin != launcher_pid:
+        os.kill(admin, signal.SIGKILL)
+
+
 class DeathSignalFilter:
     """A logging filter whose construction binds the process to its parent.
 
