@@ -43,7 +43,7 @@ from messages.metrics import (MetricsEndpoint, MetricsEndpointRequest, MetricsRe
 from system.loopthread import LoopThread
 from system.metricdefs import (ACTOR, COUNTER, FAMILIES, GAUGE, HISTOGRAM,
                                MAX_SERIES_PER_FAMILY, reason_label)
-from system.metrics_client import RSS_FAMILY, MetricsBuffer
+from system.metrics_client import PSS_FAMILY, RSS_FAMILY, MetricsBuffer
 from system.placement import machine_of
 
 DEFAULT_HOST = "127.0.0.1"
@@ -330,6 +330,7 @@ class ExportState:
         with self.lock:
             # one entry per process: (machine, pid), since pids repeat across hosts
             rss_by_pid: dict[tuple, tuple] = {}
+            pss_by_pid: dict[tuple, tuple] = {}
             for src in self.sources.values():
                 for (name, labels), (raw, off) in src.counters.items():
                     put(name, labels, raw + off)
@@ -340,11 +341,12 @@ class ExportState:
                 for (name, labels), v in src.gauges.items():
                     fam = FAMILIES[name]
                     put(name, labels, v + elapsed if fam.ages else v, fam.merge)
-                    if name == RSS_FAMILY:
+                    if name == RSS_FAMILY or name == PSS_FAMILY:
+                        per = rss_by_pid if name == RSS_FAMILY else pss_by_pid
                         proc = (src.machine, src.pid)
-                        prev = rss_by_pid.get(proc)
+                        prev = per.get(proc)
                         if prev is None or prev[0] < src.received:
-                            rss_by_pid[proc] = (src.received, v, src.host)
+                            per[proc] = (src.received, v, src.host)
             for (name, labels), r in self.retired.items():
                 if FAMILIES[name].type == HISTOGRAM:
                     put_hist(name, labels, r[0], r[1], r[2])
@@ -359,6 +361,9 @@ class ExportState:
 
         put("tgfleet_fleet_resident_memory_bytes", (), float(sum(v for _, v, _ in
                                                                   rss_by_pid.values())))
+        if pss_by_pid:
+            put("tgfleet_fleet_proportional_memory_bytes", (),
+                float(sum(v for _, v, _ in pss_by_pid.values())))
         by_host: dict[str, float] = {}
         for _, v, host in rss_by_pid.values():
             by_host[host or LEADER_HOST] = by_host.get(host or LEADER_HOST, 0.0) + v

@@ -28,7 +28,7 @@ import time
 import traceback
 from pathlib import Path
 
-from bench import harness, report
+from bench import harness, ksm, report
 from bench.sut import SYSTEMS, skip_reason
 from bench.workloads import RunError, echo_run, fidelity_run, recovery_run
 
@@ -76,6 +76,12 @@ def parse_args(argv):
                    help="client library of tgfleet's bots (default telethon, as baseline (a))")
     p.add_argument("--provisioned", action="store_true",
                    help="baselines use pre-shared auth keys (default: key exchange + token, as tgfleet)")
+    p.add_argument("--ksm", choices=list(ksm.MODES), default="on",
+                   help="kernel same-page merging for the processes base (bench/ksm.py): on = run "
+                        "ksmd during the benchmark and put it back after (root; default), host = "
+                        "leave ksmd as it is, off = the fleet does not ask for merging")
+    p.add_argument("--ksm-pages", type=int, default=200,
+                   help="ksmd pages per 20 ms during measurements with --ksm on (default 200)")
     p.add_argument("--out-dir", default=str(harness.REPO_ROOT / "bench" / "results"))
     p.add_argument("--workdir", default=None, help="run directories (logs, configs) here; kept")
     p.add_argument("--keep-workdir", action="store_true", help="keep the temporary run directories")
@@ -145,6 +151,7 @@ def main(argv=None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     harness.install_signal_handlers()
     p = params(args)
+    ksm.HOLD = ksm.Ksm(args.ksm, args.ksm_pages)
     base_dir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="tgfleet-bench-"))
     base_dir.mkdir(parents=True, exist_ok=True)
     result = {
@@ -164,6 +171,7 @@ def main(argv=None) -> int:
     interrupted = False
     t_start = time.monotonic()
     try:
+        result["ksm"] = ksm.HOLD.start()
         k = 0
         for rep in range(args.repeat):
             for n_bots in args.bots:
@@ -202,6 +210,7 @@ def main(argv=None) -> int:
         log.warning("interrupted: ending every process we started, writing partial results")
     finally:
         harness.cleanup_all()
+        ksm.HOLD.restore()
         left = harness.kill_leftovers()
         result["leftover_processes"] = left
     result["elapsed_s"] = round(time.monotonic() - t_start, 1)

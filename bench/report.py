@@ -16,8 +16,8 @@ from bench.sut import SYSTEM_LABELS
 
 ECHO_METRICS = ("startup_s", "ready_s", "p50_ms", "p90_ms", "p99_ms", "offered_per_s",
                 "replies_per_s", "peak_rate", "peak_p50_ms", "peak_p99_ms", "cpu_s_per_1k", "cpu_cores",
-                "server_cores", "other_cores",
-                "rss_mb", "pss_mb", "idle_rss_mb", "idle_pss_mb", "processes")
+                "server_cores", "other_cores", "ksmd_cores",
+                "rss_mb", "pss_mb", "idle_rss_mb", "idle_pss_mb", "processes", "ksm_settle_s")
 RECOVERY_METRICS = ("startup_s", "recovery_s", "backend_restarted_s", "lost", "lost_victim",
                     "lost_others", "sent", "duplicates")
 FIDELITY_METRICS = ("startup_s", "flood_waits", "achieved_per_s", "allowed_per_s", "achieved_pct",
@@ -171,6 +171,9 @@ def table(result: dict) -> str:
         lines.append("pk p99: p99 at the best ladder step (mostly queueing); CPU s/1k: CPU seconds "
                      "of the system per 1,000 replies at that step; other: CPU cores used by other "
                      "work on this machine during that window (contamination)")
+        if result.get("ksm"):
+            lines.append("KSM (kernel same-page merging, the processes base's memory; its ksmd CPU "
+                         "is in CPU s/1k): " + result["ksm"])
         lines.append("")
     rec = result.get("recovery")
     if rec:

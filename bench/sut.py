@@ -217,6 +217,7 @@ class TgfleetSUT(SUT):
         o = self.options
         lines = [
             "[system]", f"base = {_toml(self.base)}", f"admin_port = {self.ports['admin']}",
+            f"memory_merge = {_toml(o.get('memory_merge', 'auto'))}",
             f"data_dir = {_toml(str(self.data_dir))}", "",
             "[control]", f"port = {self.ports['control']}", "",
             "[metrics]", f"port = {self.ports['metrics']}", "",

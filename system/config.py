@@ -31,6 +31,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "data_dir": "./var",
         "shutdown_timeout_s": 15.0,
         "cpu_affinity": "auto",       # auto | none | cores like "1" or "0,2-3" (system/affinity.py)
+        "memory_merge": "auto",       # auto | on | off: kernel same-page merging (system/memmerge.py)
         # Several hosts (system/placement.py): this system's name, which bots name in `host`;
         # and, on a member (`tgfleet member`), the leader's admin as "HOST:PORT".
         "host": "",
@@ -63,6 +64,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 
 CHOICES = {
     ("system", "base"): ("inprocess", "processes"),
+    ("system", "memory_merge"): ("auto", "on", "off"),
     ("store", "synchronous"): ("FULL", "NORMAL"),
     ("log", "level"): ("DEBUG", "INFO", "WARNING", "ERROR"),
 }

@@ -25,7 +25,7 @@ import time
 
 from messages.lifecycle import Start, Started, Stop, TreeStatus, TreeStatusRequest
 from messages.system import RootExited
-from system import affinity
+from system import affinity, memmerge
 from system.config import ConfigError, load_config, validate_bot
 from system.logs import log_defs_of
 
@@ -197,6 +197,11 @@ class Launcher:
             self.cpus = affinity.apply(cfg["system"]["cpu_affinity"], self.base)
         except affinity.AffinityError as exc:
             raise ConfigError(f"system.cpu_affinity: {exc}") from None
+        # Before thespian forks anything: every actor process inherits the mark.
+        try:
+            print(memmerge.apply(cfg["system"]["memory_merge"], self.base), flush=True)
+        except memmerge.MemoryMergeError as exc:
+            raise ConfigError(str(exc)) from None
         if cfg["system"]["convention"]:
             raise ConfigError("system.convention: set on a member (`tgfleet member`), not on "
                               "the leader that `tgfleet run` starts")

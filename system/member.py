@@ -27,6 +27,7 @@ import time
 import psutil
 
 from messages.lifecycle import Start, Started
+from system import memmerge
 from system.config import ConfigError, load_config
 from system.launcher import PRELOAD_LIBRARIES, preload_for_fork
 from system.logs import log_defs_of
@@ -68,6 +69,10 @@ class Member:
         # copy-on-write by every actor process, as on the leader).
         preload_for_fork({"system": sysc, "bots": [{"library": lib}
                                                    for lib in PRELOAD_LIBRARIES]})
+        try:
+            print(memmerge.apply(sysc["memory_merge"], "processes"), flush=True)
+        except memmerge.MemoryMergeError as exc:
+            raise ConfigError(str(exc)) from None
         self.fs = FleetSystem("processes", admin_port=sysc["admin_port"],
                               bind_host=sysc["bind_host"], log_defs=log_defs_of(cfg),
                               host=sysc["host"], convention=sysc["convention"],

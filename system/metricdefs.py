@@ -157,8 +157,15 @@ _DEFS = (
     Family("tgfleet_process_cpu_seconds_total", COUNTER,
            "User + system CPU seconds of the process the actor runs in.", ("actor",),
            per_process=True),
+    Family("tgfleet_process_proportional_memory_bytes", GAUGE,
+           "Proportional set size (PSS) of the process the actor runs in: its private pages "
+           "plus its share of the pages it shares with other processes.", ("actor",)),
     Family("tgfleet_fleet_resident_memory_bytes", GAUGE,
            "Resident memory of all actor processes, each process counted once.", origin=EXPORTER),
+    Family("tgfleet_fleet_proportional_memory_bytes", GAUGE,
+           "Proportional set size (PSS) of all actor processes, each process counted once: the "
+           "memory the fleet really uses, shared and merged pages counted once in all.",
+           origin=EXPORTER),
     Family("tgfleet_fleet_processes", GAUGE, "Distinct processes that report metrics.",
            origin=EXPORTER),
     Family("tgfleet_host_resident_memory_bytes", GAUGE,

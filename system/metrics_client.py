@@ -32,6 +32,7 @@ log = logging.getLogger("tgfleet.metrics")
 
 REPORT_INTERVAL = 2.0        # seconds between reports an actor is expected to send
 RSS_FAMILY = "tgfleet_process_resident_memory_bytes"
+PSS_FAMILY = "tgfleet_process_proportional_memory_bytes"
 CPU_FAMILY = "tgfleet_process_cpu_seconds_total"
 
 
@@ -131,9 +132,10 @@ class MetricsBuffer:
 
     # ---- reporting -------------------------------------------------------------------------
     def process_samples(self) -> list:
-        """RSS bytes and CPU seconds of the process this buffer is used in. Read at most once
-        per PROCESS_SAMPLE_S per process: on the in-process base every actor reports for the
-        same process, and reading /proc for each of them cost a few percent of a busy fleet."""
+        """RSS and PSS bytes and CPU seconds of the process this buffer is used in. Read at most
+        once per PROCESS_SAMPLE_S per process: on the in-process base every actor reports for
+        the same process, and reading /proc for each of them cost a few percent of a busy
+        fleet."""
         if not self._process:
             return []
         pid = os.getpid()
@@ -141,7 +143,7 @@ class MetricsBuffer:
         now = time.monotonic()
         cached = _process_sample
         if cached is not None and cached[0] == pid and now - cached[1] < PROCESS_SAMPLE_S:
-            rss, cpu_s = cached[2], cached[3]
+            rss, cpu_s, pss = cached[2], cached[3], cached[4]
         else:
             try:
                 if self._proc is None or self._proc_pid != pid:
@@ -152,9 +154,12 @@ class MetricsBuffer:
                 log.warning("%s: cannot read process metrics: %s", self.source, exc)
                 return []
             cpu_s = float(cpu.user + cpu.system)
-            _process_sample = (pid, now, rss, cpu_s)
-        return [(RSS_FAMILY, self._proc_labels, rss),
-                (CPU_FAMILY, self._proc_labels, cpu_s)]
+            pss = proportional_memory()
+            _process_sample = (pid, now, rss, cpu_s, pss)
+        out = [(RSS_FAMILY, self._proc_labels, rss), (CPU_FAMILY, self._proc_labels, cpu_s)]
+        if pss is not None:
+            out.append((PSS_FAMILY, self._proc_labels, pss))
+        return out
 
     def report(self) -> MetricsReport:
         samples = [(fam, labels, value) for (fam, labels), value in self._scalars.items()]
@@ -190,6 +195,24 @@ class MetricsBuffer:
 # tells a forked child that the sample it inherited is its parent's.
 _process_sample = None
 PROCESS_SAMPLE_S = 1.0
+
+
+def proportional_memory() -> float | None:
+    """This process's PSS in bytes (/proc/self/smaps_rollup: ~0.2 ms), None where the kernel
+    does not say.
+
+    Why beside RSS: the processes base's actor processes share most of their pages (forked from
+    one preloaded heap, and merged by the kernel where `system.memory_merge` and the host's
+    ksmd allow). RSS counts a shared page in full in every process, so summed over 40 processes
+    it says 2.2 GB where the fleet uses ~0.3 GB; PSS gives each process its share."""
+    try:
+        with open("/proc/self/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return float(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def tree_snapshot(rows, permanent_paths=None) -> TreeSnapshot:

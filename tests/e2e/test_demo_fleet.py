@@ -7,6 +7,7 @@ import time
 import psutil
 import pytest
 
+from system import memmerge
 from tests.e2e.helpers import localtg_of, metric, scrape, wait_until
 from tests.ops.conftest import start_fleet, stop_fleet
 
@@ -43,6 +44,36 @@ def check_cores_and_heap(fleet, base):
         assert "objects frozen" not in fleet.output()
 
 
+def check_memory_merge(fleet, base):
+    """system.memory_merge = "auto": on the processes base the launcher asks the kernel to merge
+    identical pages before thespian forks, so every actor process carries the mark
+    (system/memmerge.py); the in-process base does not ask. The local Telegram, started before,
+    is not marked."""
+    out = fleet.output()
+    launcher = psutil.Process(fleet.proc.pid)
+    if base == "inprocess":
+        assert "memory merge: off" in out
+        assert memmerge.merge_any(launcher.pid) in (False, None)
+        return
+    if memmerge.enabled() is None:      # a kernel without per-process KSM: said, not fatal
+        assert "memory merge: not available" in out, out
+        return
+    assert "memory merge: on" in out or "memory merge: requested" in out, out
+    # thespian's admin double-forks into its own session: its processes are found by the
+    # config path every process of this fleet inherited on its command line
+    cmdlines = {p.pid: " ".join(p.info["cmdline"] or [])
+                for p in psutil.process_iter(["cmdline"])}
+    actors = [pid for pid, cmd in cmdlines.items()
+              if str(fleet.config) in cmd and "localtg" not in cmd and pid != launcher.pid]
+    assert len(actors) > 30, actors      # thespian's admin and logger, and 40 actor processes
+    marks = {pid: memmerge.merge_any(pid) for pid in actors}
+    # a short-lived helper of thespian's may end between the listing and the read: None
+    assert not [pid for pid, m in marks.items() if m is False], marks
+    assert sum(1 for m in marks.values() if m) > 30, marks
+    tg = [c.pid for c in launcher.children() if "localtg" in cmdlines.get(c.pid, "")]
+    assert tg and not any(memmerge.merge_any(pid) for pid in tg), tg
+
+
 @pytest.mark.parametrize("base", ["inprocess", "processes"])
 def test_demo_fleet_answers_and_reports(tmp_path, base):
     fleet = start_fleet(tmp_path, base, localtg=True, demo_bots=10,
@@ -54,6 +85,7 @@ def test_demo_fleet_answers_and_reports(tmp_path, base):
             tg.crowd_stats()), 60, what="20 crowd messages answered")
         assert stats["duplicates"] == 0
         check_cores_and_heap(fleet, base)
+        check_memory_merge(fleet, base)
 
         code, out, err = fleet.ctl_json("status")
         assert code == 0, err

@@ -49,6 +49,7 @@ def test_dashboard_has_the_required_sections():
                    "histogram_quantile(0.99, sum by (le, bot) (rate(tgfleet_ratelimit_wait",
                    "tgfleet_restarts_total", "tgfleet_escalations_total",
                    "tgfleet_process_resident_memory_bytes", "tgfleet_fleet_resident_memory_bytes",
+                   "tgfleet_fleet_proportional_memory_bytes",
                    "tgfleet_store_write_seconds_bucket"):
         assert needle in exprs, needle
 

@@ -147,10 +147,13 @@ def test_stale_sources_are_dropped_and_shared_counters_keep_their_count():
 def test_fleet_memory_counts_each_process_once():
     st = ExportState(clock=Clock())
     rss = "tgfleet_process_resident_memory_bytes"
+    pss = "tgfleet_process_proportional_memory_bytes"
     for name, pid, val in (("a", 10, 100.0), ("b", 10, 100.0), ("c", 11, 50.0)):
-        st.ingest(report(name, [(rss, (("actor", name),), val)], pid=pid))
+        st.ingest(report(name, [(rss, (("actor", name),), val),
+                                (pss, (("actor", name),), val / 4)], pid=pid))
     vals = st.values()
     assert vals["tgfleet_fleet_resident_memory_bytes"][()] == 150.0
+    assert vals["tgfleet_fleet_proportional_memory_bytes"][()] == 37.5
     assert vals["tgfleet_fleet_processes"][()] == 2.0
     assert len(vals[rss]) == 3
 
@@ -311,6 +314,8 @@ REQUIRED_SAMPLES = [
     ("tgfleet_process_resident_memory_bytes", {"actor": "root/bots/alpha/bot"}),
     ("tgfleet_process_cpu_seconds_total", {"actor": "root/bots/alpha/bot"}),
     ("tgfleet_fleet_resident_memory_bytes", {}),
+    ("tgfleet_fleet_proportional_memory_bytes", {}),
+    ("tgfleet_process_proportional_memory_bytes", {"actor": "root/bots/alpha/bot"}),
     ("tgfleet_host_resident_memory_bytes", {"host": "(leader)"}),
     ("tgfleet_eventbus_published_total", {"topic": "news"}),
 ]
@@ -400,6 +405,11 @@ def test_fleet_metrics_end_to_end(fleet, tmp_path):
         assert processes == 1 and fleet_rss < 2 * max(rss.values())
     else:
         assert processes == len(rss) and fleet_rss > max(rss.values())
+    # PSS: each process's share; the fleet's sum is below its RSS sum (shared pages counted once)
+    fleet_pss = value(fams, "tgfleet_fleet_proportional_memory_bytes")
+    assert 0 < fleet_pss <= fleet_rss
+    if fleet.base == "processes":
+        assert fleet_pss < 0.8 * fleet_rss, (fleet_pss, fleet_rss)
 
     # OpenMetrics, as Prometheus asks for it, carries the same families
     status, text = http_get(port, "/metrics",

@@ -11,7 +11,7 @@ from messages.metrics import MetricsReport
 from system import metricdefs
 from system.metricdefs import (COUNTER, EXPORTER, FAMILIES, GAUGE, HISTOGRAM, REASONS, Family,
                                reason_label)
-from system.metrics_client import CPU_FAMILY, RSS_FAMILY, MetricsBuffer, tree_snapshot
+from system.metrics_client import CPU_FAMILY, PSS_FAMILY, RSS_FAMILY, MetricsBuffer, tree_snapshot
 
 REQUIRED = {
     "tgfleet_actors": (GAUGE, ("kind", "state")),
@@ -39,6 +39,8 @@ REQUIRED = {
     "tgfleet_process_resident_memory_bytes": (GAUGE, ("actor",)),
     "tgfleet_process_cpu_seconds_total": (COUNTER, ("actor",)),
     "tgfleet_fleet_resident_memory_bytes": (GAUGE, ()),
+    "tgfleet_process_proportional_memory_bytes": (GAUGE, ("actor",)),
+    "tgfleet_fleet_proportional_memory_bytes": (GAUGE, ()),
     "tgfleet_eventbus_published_total": (COUNTER, ("topic",)),
 }
 
@@ -196,7 +198,9 @@ def test_report_adds_process_memory_and_cpu():
     s = samples_of(rep)
     rss = s[(RSS_FAMILY, (("actor", "root/store"),))]
     cpu = s[(CPU_FAMILY, (("actor", "root/store"),))]
+    pss = s[(PSS_FAMILY, (("actor", "root/store"),))]
     assert rss > 1_000_000        # a Python process is more than a megabyte
+    assert 0 < pss <= rss         # its share of what it maps, shared pages divided
     assert cpu > 0.0
     assert rep.epoch == buf.epoch and rep.ts >= rep.epoch
     again = buf.report()
@@ -243,5 +247,6 @@ def test_tree_snapshot_helper():
 
 def test_exporter_families_are_marked():
     for name in ("tgfleet_actors", "tgfleet_restarts_total", "tgfleet_escalations_total",
-                 "tgfleet_fleet_resident_memory_bytes", "tgfleet_ready"):
+                 "tgfleet_fleet_resident_memory_bytes", "tgfleet_fleet_proportional_memory_bytes",
+                 "tgfleet_ready"):
         assert FAMILIES[name].origin == EXPORTER
