@@ -36,6 +36,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import sys
 
 SETTINGS = ("auto", "on", "off")
 PR_SET_MEMORY_MERGE = 67
@@ -49,7 +50,9 @@ class MemoryMergeError(RuntimeError):
 
 
 def _prctl(option: int, arg2: int) -> tuple[int, int]:
-    """(result, errno) of prctl(OPTION, ARG2, 0, 0, 0)."""
+    """(result, errno) of prctl(OPTION, ARG2, 0, 0, 0); (-1, ENOSYS) off Linux."""
+    if not sys.platform.startswith("linux"):
+        return -1, errno.ENOSYS
     libc = ctypes.CDLL(None, use_errno=True)
     ctypes.set_errno(0)
     rc = libc.prctl(ctypes.c_int(option), ctypes.c_ulong(arg2), ctypes.c_ulong(0),
@@ -65,8 +68,6 @@ def wanted(setting: str, base: str) -> bool:
 
 def enabled() -> bool | None:
     """Whether this process's memory is marked mergeable (None: the kernel cannot tell)."""
-    if not hasattr(os, "sysconf") or not os.path.exists("/proc/self"):
-        return None
     rc, _ = _prctl(PR_GET_MEMORY_MERGE, 0)
     return None if rc < 0 else bool(rc)
 
@@ -120,6 +121,7 @@ def apply(setting: str, base: str) -> str:
     rc, err = _prctl(PR_SET_MEMORY_MERGE, 1)
     if rc != 0:
         why = ("this kernel has no per-process KSM (Linux 6.4+)" if err == errno.EINVAL
+               else "not Linux" if err == errno.ENOSYS
                else os.strerror(err) if err else f"prctl returned {rc}")
         if setting == "on":
             raise MemoryMergeError(f"system.memory_merge = 'on': the kernel refused: {why}")

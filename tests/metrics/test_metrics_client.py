@@ -250,3 +250,28 @@ def test_exporter_families_are_marked():
                  "tgfleet_fleet_resident_memory_bytes", "tgfleet_fleet_proportional_memory_bytes",
                  "tgfleet_ready"):
         assert FAMILIES[name].origin == EXPORTER
+
+
+def test_pss_is_read_less_often_than_rss(monkeypatch):
+    """PSS costs a walk of every page table (~1 ms for a backend): it is read once per
+    PSS_SAMPLE_S, RSS and CPU once per PROCESS_SAMPLE_S, and a forked child never reports
+    its parent's cached values."""
+    import system.metrics_client as mc
+    reads = []
+    monkeypatch.setattr(mc, "proportional_memory", lambda: reads.append(1) or 123.0)
+    monkeypatch.setattr(mc, "_process_sample", None)
+    clock = [1000.0]
+    monkeypatch.setattr(mc.time, "monotonic", lambda: clock[0])
+    buf = MetricsBuffer("root/store")
+
+    def pss():
+        return dict(((f, l), v) for f, l, v in buf.process_samples())[
+            (PSS_FAMILY, (("actor", "root/store"),))]
+    assert pss() == 123.0 and len(reads) == 1
+    clock[0] += mc.PROCESS_SAMPLE_S + 0.1          # RSS read again, PSS kept
+    assert pss() == 123.0 and len(reads) == 1
+    clock[0] += mc.PSS_SAMPLE_S
+    assert pss() == 123.0 and len(reads) == 2
+    pid, *rest = mc._process_sample
+    monkeypatch.setattr(mc, "_process_sample", (pid + 1, *rest))   # as a forked child sees it
+    assert pss() == 123.0 and len(reads) == 3
