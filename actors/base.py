@@ -233,11 +233,15 @@ class FleetActor(Actor):
 
     def after_unless_armed(self, name: str, delay: float):
         """`after()`, unless the timer is already armed (then it keeps its earlier due time)."""
-        if name not in self._timers:
+        if not self.armed(name):
             self.after(name, delay)
 
     def cancel_timer(self, name: str):
         self._timers.pop(name, None)
+
+    def armed(self, name: str) -> bool:
+        """Whether the timer NAME is set (`after()`/`every()` and not yet fired or cancelled)."""
+        return name in self._timers
 
     def _arm(self, name, delay, period):
         """Timers are kept here, and thespian holds (about) one wake-up per actor: the one for

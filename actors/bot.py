@@ -648,7 +648,7 @@ class BotActor(FleetActor):
 
     def _arm_tick(self):
         """Tick while a handler has time-based work waiting, and only then."""
-        if "tick" not in self._timers and self.pipeline.needs_tick():
+        if not self.armed("tick") and self.pipeline.needs_tick():
             self.every("tick", self.cfg["tick_s"])
 
     # ---- actions into the queue ------------------------------------------------------------
@@ -1018,7 +1018,7 @@ class BotActor(FleetActor):
             "store_late_replies": c["store_late_replies"],
             "dedup_keys_loaded": c["dedup_keys_loaded"], "dedup_warm": self.warm_state,
             "dedup_records_in_flight": len(self.unconfirmed),
-            "dedup_keys_waiting": len(self.record_keys), "ticking": "tick" in self._timers,
+            "dedup_keys_waiting": len(self.record_keys), "ticking": self.armed("tick"),
             "store_breaker": self.store_breaker.state,
             "handler_errors": dict(p.handler_errors), "actions": dict(p.actions),
             "events_in": c["events_in"], "grant_requests": c["grant_requests"],

@@ -355,7 +355,7 @@ class StoreActor(FleetActor):
             self.metrics.flush(self)
         elif name == "row_counts" and self.ready:
             self.loop.submit_to(self._row_counts(), self.bridge, ("rows",))
-            if "row_counts" not in self._timers:
+            if not self.armed("row_counts"):
                 self.every("row_counts", 15.0)
 
     async def _row_counts(self):

@@ -350,7 +350,7 @@ class BackendActor(FleetActor):
         (system/sessionlock.py); until then say who does, and look again every 0.5 s."""
         holder = self.session_lock.acquire() if self.session_lock is not None else None
         if holder is not None:
-            if "session_lock" not in self._timers:
+            if not self.armed("session_lock"):
                 self.log.warning("%s: the session is still held by pid %s (an older backend of "
                                  "this bot, e.g. on a member host whose leader lost track of "
                                  "it); waiting for it to end", self.path, holder or "?")
