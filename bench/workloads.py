@@ -235,6 +235,7 @@ def echo_run(system: str, n_bots: int, delay_ms: float, p: dict, workdir) -> dic
                 log.debug("%s %d bots %g ms: step %s", system, n_bots, delay_ms, st)
                 keeps_up = (st["answered_ratio"] is not None and st["answered_ratio"] >= SATURATED_BELOW) \
                     or after["drain_s"] <= SATURATED_DRAIN_S
+                st["kept_up"] = bool(keeps_up and drained)
                 if keeps_up and drained:
                     i += 1
                     continue
@@ -249,6 +250,11 @@ def echo_run(system: str, n_bots: int, delay_ms: float, p: dict, workdir) -> dic
                 break
             peak = max(steps, key=lambda s: s["replies_per_s"])
             worst = max(range(len(mems)), key=lambda k: mems[k]["pss_mb"])
+            # Memory while the fleet keeps up, beside the worst of the whole ladder (which
+            # includes the overloaded steps, whose backlog grows for as long as they last).
+            kept = [s for s in steps if s["kept_up"]]
+            row["kept_up_pss_mb"] = max(s["pss_mb"] for s in kept) if kept else None
+            row["kept_up_rate"] = max(s["rate"] for s in kept) if kept else None
             row.update({
                 "steps": steps, "saturated": saturated,
                 "offered_per_s": peak["offered_per_s"], "replies_per_s": peak["replies_per_s"],

@@ -39,6 +39,7 @@ def bench_run(tmp_path_factory):
     cmd = [sys.executable, "-m", "bench", "--bots", "2", "--delays", "0", "--repeat", "1",
            "--light-seconds", "1", "--warmup-seconds", "0.3", "--seconds", "1.5",
            "--ladder-start", "200", "--rate", "200", "--only", ",".join(WORKLOADS),
+           "--ksm", "host",      # a test never changes the host's ksmd (bench/ksm.py)
            "--out-dir", str(out_dir), "--workdir", str(work)]
     t0 = time.monotonic()
     try:
@@ -83,6 +84,8 @@ def test_harness_writes_results_and_leaves_nothing(bench_run):
     assert list(bench_run["out_dir"].glob("bench-*.json")), "no timestamped result file"
     assert "Targets" in proc.stdout and "replies/s" in proc.stdout
     assert {t["result"] for t in data["targets"]} <= {"PASS", "FAIL", "N/A"}
+    assert data["ksm"].startswith(("as the host has it", "unavailable")), data["ksm"]
+    assert "KSM (kernel same-page merging" in proc.stdout
     assert bench_run["elapsed"] < 120
 
 
@@ -93,6 +96,7 @@ def test_baseline_a_echo_numbers(bench_run):
     _check_echo_row(row)
     run = [r for r in data["echo_runs"] if r["system"] == "baseline-a"][0]
     assert run["steps"] and run["steps"][0]["rate"] == 2.0     # light load: 1 msg/s per bot
+    assert all("kept_up" in st and st["ksmd_cores"] >= 0 for st in run["steps"])
     assert run["stop"]["exit_code"] in (0, -9)
 
 
