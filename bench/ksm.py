@@ -15,6 +15,8 @@ Modes (`ops/bench --ksm`):
 - "off": the fleet does not ask for merging (`system.memory_merge = "off"`).
 ksmd's CPU during each window is added to the measured system's CPU (it is 0 when nothing
 mergeable runs: the baselines and the in-process base do not ask for merging).
+The host's values are put back when the benchmark ends, is interrupted or gets SIGTERM; a
+benchmark killed with SIGKILL leaves ksmd running (`ops/ksm status`, `ops/ksm off`).
 """
 from __future__ import annotations
 
