@@ -34,15 +34,6 @@ MODES = ("on", "host", "off")
 SETTLE_PAGES = 2000
 SETTLE_SCANS = 3
 SETTLE_CAP_S = 150.0
-KEYS = ("run", "pages_to_scan", "sleep_millisecs")
-
-
-def _read(key: str) -> int | None:
-    try:
-        with open(os.path.join(memmerge.KSM_DIR, key)) as f:
-            return int(f.read().strip())
-    except (OSError, ValueError):
-        return None
 
 
 def _write(key: str, value: int) -> None:
@@ -77,7 +68,7 @@ class Ksm:
                          f"per {state['sleep_millisecs']} ms)")
         else:
             try:
-                self.saved = {k: state[k] for k in KEYS}
+                self.saved = state
                 _write("pages_to_scan", self.pages)
                 _write("sleep_millisecs", 20)
                 _write("run", 1)
@@ -114,18 +105,18 @@ class Ksm:
         if not self.driving:
             return {}
         t0 = time.monotonic()
-        scans0 = _read("full_scans") or 0
+        scans0 = memmerge.ksm_value("full_scans") or 0
         _write("pages_to_scan", SETTLE_PAGES)
         try:
             while time.monotonic() - t0 < SETTLE_CAP_S and alive():
-                if (_read("full_scans") or 0) - scans0 >= SETTLE_SCANS:
+                if (memmerge.ksm_value("full_scans") or 0) - scans0 >= SETTLE_SCANS:
                     break
                 time.sleep(0.5)
         finally:
             _write("pages_to_scan", self.pages)
         return {"ksm_settle_s": round(time.monotonic() - t0, 1),
-                "ksm_settle_scans": (_read("full_scans") or 0) - scans0,
-                "ksm_pages_sharing": _read("pages_sharing")}
+                "ksm_settle_scans": (memmerge.ksm_value("full_scans") or 0) - scans0,
+                "ksm_pages_sharing": memmerge.ksm_value("pages_sharing")}
 
     def cpu(self) -> float:
         """CPU seconds ksmd has used so far (0.0 where it cannot be seen)."""

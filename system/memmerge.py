@@ -7,9 +7,9 @@ copied into 41 processes is most of the fleet's memory (bench/RESULTS.md, eighth
 Most of those copies are byte for byte the same in every process of a role: the reference
 count went back to what it was, the same functions were specialised the same way. The kernel's
 same-page merging (KSM) finds such pages and keeps one copy. Measured here (10 bots on the
-processes base, 41 processes, idle): 380 MB PSS without, 221-245 MB once ksmd had scanned
-with 1,000 pages per 20 ms (0.15 cores of ksmd), ~260 MB after two minutes at 200 pages
-(0.04 cores); under 1,000 msg/s 300-315 MB against ~395.
+processes base, 41 processes, idle): 379-387 MB PSS without, 221-245 MB once ksmd had
+scanned with 1,000 pages per 20 ms (0.15 cores of ksmd), ~260 MB after two minutes at 200 pages
+(0.04 cores); under 1,000 msg/s 294-317 MB against ~395 (bench/RESULTS.md, eleventh session).
 
 Two switches, both needed:
 - the process asks for it: `prctl(PR_SET_MEMORY_MERGE)` (Linux 6.4+, no privilege needed)
@@ -42,7 +42,6 @@ SETTINGS = ("auto", "on", "off")
 PR_SET_MEMORY_MERGE = 67
 PR_GET_MEMORY_MERGE = 68
 KSM_DIR = "/sys/kernel/mm/ksm"
-PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 class MemoryMergeError(RuntimeError):
@@ -72,31 +71,22 @@ def enabled() -> bool | None:
     return None if rc < 0 else bool(rc)
 
 
+def ksm_value(key: str) -> int | None:
+    """One of the host's KSM settings or counters (/sys/kernel/mm/ksm/KEY), None if absent."""
+    try:
+        with open(os.path.join(KSM_DIR, key)) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+KSMD_SETTINGS = ("run", "pages_to_scan", "sleep_millisecs")
+
+
 def ksmd() -> dict:
     """The host's merging thread: {"run": 0|1|2 or None when the kernel has no KSM,
     "pages_to_scan", "sleep_millisecs"}."""
-    out: dict = {"run": None, "pages_to_scan": None, "sleep_millisecs": None}
-    for key in out:
-        try:
-            with open(os.path.join(KSM_DIR, key)) as f:
-                out[key] = int(f.read().strip())
-        except (OSError, ValueError):
-            pass
-    return out
-
-
-def merging_bytes(pid: int | str = "self") -> int | None:
-    """Bytes of PID's memory currently merged with other pages (/proc/PID/ksm_stat,
-    Linux 6.1+); None where the kernel does not say."""
-    try:
-        with open(f"/proc/{pid}/ksm_stat") as f:
-            for line in f:
-                key, _, value = line.partition(" ")
-                if key == "ksm_merging_pages":
-                    return int(value) * PAGE_SIZE
-    except (OSError, ValueError):
-        return None
-    return None
+    return {key: ksm_value(key) for key in KSMD_SETTINGS}
 
 
 def merge_any(pid: int | str = "self") -> bool | None:

@@ -10,6 +10,7 @@ import pytest
 from system import memmerge
 from tests.e2e.helpers import localtg_of, metric, scrape, wait_until
 from tests.ops.conftest import start_fleet, stop_fleet
+from tests.support.forked import run_in_fork
 
 
 def check_cores_and_heap(fleet, base):
@@ -46,14 +47,7 @@ def check_cores_and_heap(fleet, base):
 
 def kernel_merges() -> bool:
     """Whether the kernel lets a process mark itself mergeable (tried in a forked child)."""
-    pid = os.fork()
-    if pid == 0:
-        try:
-            memmerge.apply("on", "processes")
-            os._exit(0)
-        except BaseException:   # MemoryMergeError (or anything): this kernel refuses
-            os._exit(1)
-    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    return run_in_fork(lambda: memmerge.apply("on", "processes")) == 0
 
 
 def check_memory_merge(fleet, base):

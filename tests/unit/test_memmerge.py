@@ -3,12 +3,11 @@ answers, that forked children inherit the mark, and what a bad value or a refusa
 
 The kernel is real: the marking runs in a forked child so this test process stays unmarked.
 Where the kernel has no per-process KSM, the tests check the refusal path instead."""
-import os
-
 import pytest
 
 from system import memmerge
 from system.config import ConfigError, load_config
+from tests.support.forked import run_in_fork
 
 
 def test_which_setting_asks_on_which_base():
@@ -36,21 +35,6 @@ def test_config_default_and_a_bad_value():
         load_config(None, env={"TGFLEET_SYSTEM_MEMORY_MERGE": "yes"})
 
 
-def _in_child(fn) -> int:
-    """Run FN in a forked child; its exit status (0 = every assertion held)."""
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            fn()
-            code = 0
-        except BaseException as exc:   # report, then leave the child without running pytest's exit
-            os.write(2, f"child: {exc!r}\n".encode())
-        os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status)
-
-
 def test_on_marks_this_process_and_its_children():
     supported = memmerge.enabled() is not None
 
@@ -69,16 +53,14 @@ def test_on_marks_this_process_and_its_children():
         def grandchild():           # a fork (as thespian makes every actor process) inherits it
             assert memmerge.enabled() is True
             assert memmerge.merge_any() in (True, None)
-        assert _in_child(grandchild) == 0
+        assert run_in_fork(grandchild) == 0
 
-    assert _in_child(child) == 0
+    assert run_in_fork(child) == 0
     assert memmerge.enabled() in (False, None)      # this process was left alone
 
 
-def test_merged_bytes_of_a_process():
-    got = memmerge.merging_bytes()
-    assert got is None or (isinstance(got, int) and got >= 0)
-    assert memmerge.merging_bytes(2 ** 22 + 7) is None       # no such process
+def test_the_hosts_ksmd_settings():
     k = memmerge.ksmd()
     assert set(k) == {"run", "pages_to_scan", "sleep_millisecs"}
     assert k["run"] in (None, 0, 1, 2)
+    assert memmerge.ksm_value("no_such_setting") is None
