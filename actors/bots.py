@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 
 from actors.backends.registry import BACKENDS
-from actors.supervisor import REST_FOR_ONE, Supervisor
+from actors.hosted import HostingSupervisor
+from actors.supervisor import REST_FOR_ONE
 from system import placement
 from system.procguard import in_own_process
 from messages.lifecycle import AddChild, ChildSpec
@@ -22,25 +23,28 @@ def bot_group_spec(cfg: dict, data_dir: str, sup_args: dict) -> ChildSpec:
     """The BotGroup child spec for one validated bot config."""
     name = cfg["name"]
     backend_args = dict(cfg, data_dir=os.path.join(data_dir, "sessions", name))
+    # host: the backend and bot on that member host; the group itself runs hosted in the bots
+    # supervisor's process (actors/hosted.py) and creates them there (system/placement.py).
+    where = placement.requirements_for(cfg.get("host", ""))
     children = [
         ChildSpec("backend", BACKENDS[cfg["library"]], backend_args, kind="backend",
-                  shutdown_timeout=10),
-        ChildSpec("bot", "actors.bot.BotActor", dict(cfg), kind="bot"),
+                  shutdown_timeout=10, requirements=where),
+        ChildSpec("bot", "actors.bot.BotActor", dict(cfg), kind="bot", requirements=where),
     ]
     args = {"strategy": REST_FOR_ONE, "children": children,
             "intensity": sup_args.get("intensity", 5), "period": sup_args.get("period", 60),
             "probe_interval": sup_args.get("probe_interval", 2.0),
             "probe_misses": sup_args.get("probe_misses", 3),
             "backoff": sup_args.get("backoff", {})}
-    # host: the whole group (its supervisor, backend and bot) on that member host; the
-    # group's children are created next to it (system/placement.py).
     return ChildSpec(name, "actors.supervisor.BotGroup", args, kind="supervisor",
-                     shutdown_timeout=20,
-                     requirements=placement.requirements_for(cfg.get("host", "")))
+                     shutdown_timeout=20)
 
 
-class BotsSupervisor(Supervisor):
-    """Start.args: bots (config-file bots), data_dir, plus the usual supervisor args."""
+class BotsSupervisor(HostingSupervisor):
+    """Start.args: bots (config-file bots), data_dir, plus the usual supervisor args.
+
+    Its children, one BotGroup per bot, run hosted in this process (actors/hosted.py): a
+    group's backend and bot are processes of their own, the group is not."""
 
     def on_start(self, args):
         self.data_dir = args.get("data_dir", "./var")

@@ -301,12 +301,6 @@ class ControlActor(FleetActor):
         if code is not None and (not isinstance(code, str) or not code.isdigit()):
             raise AdminError("code must be the digits Telegram sent")
 
-        def group(conn, rid, msg: ChildAddress):
-            if msg.address is None:
-                raise AdminError(f"bot {name!r} is not running (state: {msg.state})")
-            key = self.expect(conn, rid, backend, "the bot group")
-            self.send(msg.address, WhereIs("backend", key))
-
         def backend(conn, rid, msg: ChildAddress):
             if msg.address is None:
                 raise AdminError(f"backend of {name!r} is not running (state: {msg.state})")
@@ -320,8 +314,10 @@ class ControlActor(FleetActor):
             if msg.error:
                 raise AdminError(msg.error)
             self.reply(conn, rid, True, {"bot": name, "state": msg.state, "phone": msg.phone})
-        key = self.expect(conn, rid, group, "the bots supervisor")
-        self.send(self.service("bots"), WhereIs(name, key))
+        # The bot group runs inside the bots supervisor (actors/hosted.py): it answers for
+        # "<bot>/backend" on the group's behalf.
+        key = self.expect(conn, rid, backend, "the bots supervisor")
+        self.send(self.service("bots"), WhereIs(f"{name}/backend", key))
 
     def cmd_config_get(self, conn, rid, args):
         key_name = args.get("key")

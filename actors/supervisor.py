@@ -74,6 +74,10 @@ class Supervisor(FleetActor):
 
     kind = "supervisor"
     start_async = True
+    # child id -> (pid, system) of processes a previous incarnation of this supervisor left
+    # behind, killed but perhaps not yet gone: a hosted group (actors/hosted.py) waits for
+    # them before starting a second session beside them, as it does after a restart.
+    inherited_pids: dict = {}
 
     def on_start(self, args):
         self.strategy = args.get("strategy", ONE_FOR_ONE)
@@ -106,6 +110,10 @@ class Supervisor(FleetActor):
                               probe_misses=self.probe_misses,
                               start_timeout=self.start_timeout)
         self.setup_children(args)
+        for cid, (pid, system) in self.inherited_pids.items():
+            child = self.children.get(cid)
+            if child is not None:
+                child.last_pid, child.last_system = pid, system
         for cid in self.order:
             self.ops.append(("start", cid))
         self.ops.append(("started",))
@@ -183,7 +191,7 @@ class Supervisor(FleetActor):
             elif name == "exit":
                 self.before_exit()
                 self._run_stop()
-                self.send(self.myAddress, ActorExitRequest())
+                self.send(self.myAddress, self.exit_request())
 
     def op_done(self, kind: str, child_id: str, advance: bool = True):
         """The head op for `child_id` completed (Started / exit seen)."""
@@ -234,6 +242,14 @@ class Supervisor(FleetActor):
                                  "as gone", self.path, cid, child.system)
                 child.last_error = child.last_error or "unreachable"
                 self.on_child_exited(ChildActorExited(child.addr), self.myAddress)
+        elif name.startswith("reaped:"):
+            _, cid, gen = name.split(":")
+            child = self.children.get(cid)
+            if child and str(child.gen) == gen and child.addr is not None:
+                if self.exit_unnoticed(child):
+                    self.count_exit_unnoticed(child)
+                else:
+                    self.after(name, 1.0)   # still dying (or a zombie not reaped yet)
         elif name == "gather":
             now = time.time()
             for rid in [r for r, g in self.status_gathers.items() if g["deadline"] <= now]:
@@ -251,15 +267,19 @@ class Supervisor(FleetActor):
         child.pid = 0
         child.system = ""
         child.failed_now = False
-        if child.spec.requirements:
-            child.addr = self.createActor(child.spec.actor_class,
-                                          targetActorRequirements=child.spec.requirements)
-        else:
-            child.addr = self.createActor(child.spec.actor_class)
+        child.addr = self.create_child_actor(child)
         env = dict(self.child_env)
         self.send(child.addr, Start(child.spec.id, dict(child.spec.args), env,
                                     f"{self.path}/{child.spec.id}"))
         self.after(f"deadline:{child.spec.id}:{child.gen}", self.start_timeout)
+
+    def create_child_actor(self, child: Child):
+        """A new actor for CHILD (its address): thespian's createActor, on the system its
+        requirements ask for; the bots supervisor hosts its groups instead (actors/hosted.py)."""
+        if child.spec.requirements:
+            return self.createActor(child.spec.actor_class,
+                                    targetActorRequirements=child.spec.requirements)
+        return self.createActor(child.spec.actor_class)
 
     def on_Started(self, msg: Started, sender):
         child = self.children.get(msg.child_id)
@@ -308,9 +328,14 @@ class Supervisor(FleetActor):
             try:
                 os.kill(child.pid, signal.SIGKILL)
                 if not self.remote(child):
-                    return  # ChildActorExited follows once the process is reaped
+                    # ChildActorExited follows once the process is reaped; if thespian loses
+                    # it (see exit_unnoticed), this counts the child out instead.
+                    self.after_unless_armed(f"reaped:{child.spec.id}:{child.gen}", 1.0)
+                    return
             except ProcessLookupError:
-                pass
+                if not self.remote(child):
+                    self.count_exit_unnoticed(child)
+                    return
         if child.addr is not None:
             self.send(child.addr, ActorExitRequest())
         if self.remote(child):
@@ -324,6 +349,20 @@ class Supervisor(FleetActor):
             # is killed again at every probe round, which must not push this further away.
             delay = 1.0 if self.escalating else 3 * self.probe_interval + 1.0
             self.after_unless_armed(f"gone:{child.spec.id}:{child.gen}", delay)
+
+    @staticmethod
+    def exit_unnoticed(child: Child) -> bool:
+        """True when a child's process on this machine is gone while no exit notice came.
+        thespian can lose a ChildActorExited: after each exit it reports, it re-checks which
+        children are alive and silently drops one that died meanwhile, so of two children
+        killed at once (a bot group's backend and bot) only one may be reported."""
+        return bool(child.pid) and child.pid != os.getpid() and child.addr is not None and \
+            placement.same_machine(child.system) and not pid_alive(child.pid)
+
+    def count_exit_unnoticed(self, child: Child):
+        self.log.warning("%s/%s: its process %d is gone, and thespian sent no exit notice: "
+                         "counting it as exited", self.path, child.spec.id, child.pid)
+        self.on_child_exited(ChildActorExited(child.addr), self.myAddress)
 
     @staticmethod
     def remote(child: Child) -> bool:
@@ -453,12 +492,19 @@ class Supervisor(FleetActor):
         if self.parent is not None:
             self.send(self.parent, Crashed(self.child_id, reason[:500], escalation=True))
         self._run_stop()
-        self.send(self.myAddress, ActorExitRequest())
+        self.send(self.myAddress, self.exit_request())
+
+    def exit_request(self) -> ActorExitRequest:
+        """What this supervisor sends itself to exit once its children are stopped."""
+        return ActorExitRequest()
 
     # ---- health probes -------------------------------------------------------------------
     def probe_children(self):
         self.probe_seq += 1
-        for child in self.children.values():
+        for child in list(self.children.values()):
+            if child.state in ("running", "stopping") and self.exit_unnoticed(child):
+                self.count_exit_unnoticed(child)
+                continue
             if child.state != "running":
                 continue
             if child.probes_out >= self.probe_misses:

@@ -7,8 +7,9 @@ fleet configured against it (`[localtg] enabled = false`, `[[bots]]` with a `ser
 the crowd talk to every bot, and injects a seeded schedule of faults, each logged with a
 timestamp:
 
-  kill        SIGKILL one actor process (backend, bot, bot group supervisor, store, rate limiter,
-              event bus, metrics exporter, control), pids from `ops/ctl --json status`; never
+  kill        SIGKILL one actor process (backend, bot, store, rate limiter, event bus, metrics
+              exporter, control), or a bot group's backend and bot at once (the group itself
+              runs hosted in the bots supervisor), pids from `ops/ctl --json status`; never
               the launcher, the root or thespian's admin/logger. In-process base: `ctl restart`
               of a bot instead (there is one process).
   stall       SIGSTOP a backend for longer than the supervisor's probe timeout; the supervisor
@@ -899,18 +900,23 @@ class ChaosRun:
                 self.event("kill", target=what, ok=True, note="skipped: every bot had its "
                            "share of faults in the last minute")
                 return
-            path = f"root/bots/{name}" + (f"/{part}" if part else "")
-        r = self.rows_by_path(rows).get(path)
-        if r is None or r["state"] != "running" or not r.get("pid"):
+            # A group runs hosted in the bots supervisor (actors/hosted.py): its death is its
+            # backend and bot dying at once. Recovered when the bot runs again.
+            path = f"root/bots/{name}/{part or 'bot'}"
+        by = self.rows_by_path(rows)
+        victims = [by.get(f"root/bots/{name}/backend"), by.get(path)] if what == "group" \
+            else [by.get(path)]
+        if any(r is None or r["state"] != "running" or not r.get("pid") for r in victims):
             self.event("kill", target=path, ok=True, note="skipped: not running right now")
             return
-        pid = r["pid"]
-        if not self.is_fleet_actor(pid):
+        pid = victims[-1]["pid"]
+        if not all(self.is_fleet_actor(r["pid"]) for r in victims):
             self.event("kill", target=path, pid=pid, ok=False, note="pid is not a fleet actor")
             return
         if what == "metrics":
             self.drops.scrape()            # the last look at its counters
-        signal_pid(pid, signal.SIGKILL)
+        for r in victims:
+            signal_pid(r["pid"], signal.SIGKILL)
         if what == "metrics":
             self.drops.exporter_restarting()
             self.metrics_killed_pid = pid

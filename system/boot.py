@@ -19,7 +19,7 @@ from thespian.actors import ActorSystem
 
 from system.loopback import bind_loopback
 from system.procguard import MAIN_PID_ENV
-from system import forkheap, framestack, leanselect, placement
+from system import childexit, forkheap, framestack, leanselect, placement
 from system.runner import InProcessRunner, install_quiet_receive
 
 BASES = ("inprocess", "processes")
@@ -123,6 +123,7 @@ class FleetSystem:
             framestack.pad_thespian_processes()
             forkheap.install()
             leanselect.install()
+            childexit.install()
             caps = {"Admin Port": self.admin_port}
             if host:
                 caps[placement.HOST_CAPABILITY] = host

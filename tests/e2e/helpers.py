@@ -96,6 +96,31 @@ def send_burst(tg, user, bot, n: int):
     return texts, answered
 
 
+def kill_group_until_back(fleet, group: str, answered, texts) -> collections.Counter:
+    """SIGKILL the backend and the bot of GROUP (e.g. "root/bots/echo") at once while some of
+    TEXTS are still unanswered (what a group's death does: the group itself runs hosted in the
+    bots supervisor, actors/hosted.py), wait until both run again with new pids, then until
+    every one of TEXTS is answered; returns the answer counts."""
+    rows = actors(fleet)
+    old = {p: rows[f"{group}/{p}"]["pid"] for p in ("backend", "bot")}
+    before = answered()
+    assert len(before) < len(texts), "everything was answered before the kill: nothing to test"
+    for pid in old.values():
+        os.kill(pid, signal.SIGKILL)
+    seen = {}
+
+    def back():
+        rows = actors(fleet)
+        seen.update({p: rows.get(f"{group}/{p}", {}) for p in old})
+        return all(r.get("state") == "running" and r["pid"] != old[p] for p, r in seen.items())
+    try:
+        wait_until(back, 60, what=f"{group} restarted")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; killed {old}, last seen {seen}" + fleet.output()[-8000:]) from None
+    return wait_until(lambda: (lambda c: c if len(c) == len(texts) else None)(answered()), 60,
+                      what=f"all {len(texts)} messages answered (before the kill: {dict(before)})")
+
+
 def kill_until_back(fleet, path: str, answered, texts) -> collections.Counter:
     """SIGKILL the actor at PATH while some of TEXTS are still unanswered, wait until it runs
     again with a new pid, then until every one of TEXTS is answered; returns the answer

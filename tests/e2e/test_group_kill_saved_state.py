@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.e2e.helpers import kill_until_back, send_burst, slow_echo_bot, wait_until
+from tests.e2e.helpers import kill_group_until_back, send_burst, slow_echo_bot, wait_until
 from tests.ops.conftest import start_fleet, stop_fleet
 
 BURST = 8
@@ -28,7 +28,7 @@ def test_updates_covered_by_a_saved_session_survive_a_group_kill(tmp_path, libra
         wait_until(lambda: len(answered()) >= 2, 30, what="the first answers")
         # Several session saves (every 0.3 s) since all 8 arrived: the state is past them all.
         time.sleep(1.0)
-        got = kill_until_back(fleet, "root/bots/echo", answered, texts)
+        got = kill_group_until_back(fleet, "root/bots/echo", answered, texts)
         assert set(got) == set(texts)
     finally:
         stop_fleet(fleet)

@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass
 
 from actors.base import FleetActor
+from actors.supervisor import Supervisor
 from messages.lifecycle import ProbeReply
 
 
@@ -146,3 +147,13 @@ class EventCollector(FleetActor):
 
     def on_GetEvents(self, msg, sender):
         self.send(sender, Events(tuple(self.events)))
+
+
+class FragileGroup(Supervisor):
+    """A supervisor that crashes (an exception in its own code) when asked where "crash" is:
+    how a test makes a hosted group fail by itself (actors/hosted.py)."""
+
+    def on_WhereIs(self, msg, sender):
+        if msg.child_id == "crash":
+            raise RuntimeError("group crash requested")
+        super().on_WhereIs(msg, sender)

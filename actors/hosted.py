@@ -1,0 +1,267 @@
+"""Supervisors hosted in their parent's process: the bot groups have no process of their own.
+
+Why: on the processes base every actor is an OS process, and a bot group's supervisor (one per
+bot) does almost nothing, yet costs what any Python process costs here: ~5 MB PSS each even with
+memory merging, 50 MB of a 10-bot fleet's ~330 MB under load (bench/RESULTS.md, twelfth
+session). A `GroupHost` (the bots supervisor) runs each of its children, a `BotGroup`, as an
+object inside its own process instead. The group is the same class with the same state machine,
+operation queue, timers, probes and restart rules; only its transport changes:
+- its address is a `HostedAddress`; messages between the host and a group are queued and
+  delivered in the host's process right after the message being handled (never re-entrantly,
+  always in order), so each still sees one message at a time;
+- the actors it creates (backend, bot) are created by the host, so they are the host's OS
+  children (parent-death signal and all). What they send their parent arrives at the host,
+  which hands it to the group that created them; so do their exit notices;
+- its timers are the host's wake-ups, tagged with the group's address;
+- when it exits (clean stop, escalation, crash, or killed by the host), the host does what
+  thespian and the parent-death signal did when a group was a process: children still running
+  are killed (SIGKILL on this machine, ActorExitRequest otherwise), their pids are handed to the
+  next incarnation so it does not open a second session beside them, and the host gets a
+  `ChildActorExited` for the group.
+thespian sees none of this: to it, the host is one actor. A group placed on a member host
+(`host = "b"`) stays here and creates its backend and bot there (their specs carry the
+requirement); those watch this process's probes like any actor whose parent is elsewhere.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import importlib
+import os
+import signal
+
+from thespian.actors import ActorAddress, ActorExitRequest, ChildActorExited, WakeupMessage
+
+from actors.supervisor import Supervisor
+from messages.lifecycle import ChildAddress, Start, Started, WhereIs
+from system import placement
+
+_WAKE_TAG = "hosted"
+
+
+class HostedAddress(ActorAddress):
+    """The address of a hosted actor, unique per incarnation. An ActorAddress (thespian's
+    `send` accepts nothing else) that never reaches thespian's transport: the host delivers it.
+    Unlike thespian's own addresses it is hashable (the host keeps its groups by it)."""
+
+    def __init__(self, path: str, seq: int):
+        super().__init__(f"hosted:{path}#{seq}")
+        self.path = path
+
+    def __hash__(self):
+        return hash(self.addressDetails)
+
+
+class HostedRef:
+    """What thespian gives an actor as `_myRef` (its address, createActor, send, wake-ups),
+    for an actor that lives inside its host: every call goes through the host."""
+
+    def __init__(self, host: "GroupHost", address: HostedAddress):
+        self.host = host
+        self.address = address
+
+    def createActor(self, actorClass, targetActorRequirements=None, globalName=None,  # noqa: N802
+                    sourceHash=None):
+        addr = self.host.createActor(actorClass, targetActorRequirements=targetActorRequirements,
+                                     globalName=globalName, sourceHash=sourceHash)
+        self.host.own_child(addr, self.address)
+        return addr
+
+    def actor_send(self, target, msg):
+        self.host.send_from_hosted(self.address, target, msg)
+
+    def wakeupAfter(self, timePeriod, payload=None):  # noqa: N802 - thespian's name
+        self.host.wakeupAfter(timePeriod, payload=(_WAKE_TAG, self.address, payload))
+
+
+def import_class(dotted: str):
+    module, _, name = dotted.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+class GroupHost:
+    """Mixin for a Supervisor whose children all run hosted in its process (see the module
+    docstring). Put it first: `class BotsSupervisor(GroupHost, Supervisor)`."""
+
+    def _hosting(self):
+        if not hasattr(self, "hosted"):
+            self.hosted: dict[HostedAddress, object] = {}
+            # real child -> its group. thespian's addresses are not hashable, and the one
+            # createActor returns is a placeholder until the child exists (it compares equal
+            # to the final one, its string does not): a list searched by ==, plus a cache by
+            # the string of the address messages actually come from.
+            self.hosted_owner: list[tuple[object, HostedAddress]] = []
+            self._owner_seen: dict[str, tuple] = {}
+            self.hosted_graves: dict[str, dict] = {}   # group id -> killed children's pids
+            self._local: collections.deque = collections.deque()
+            self._hosted_seq = 0
+
+    # ---- the Supervisor hook: a child is an object here, not a new actor -------------------
+    def create_child_actor(self, child):
+        self._hosting()
+        self._hosted_seq += 1
+        addr = HostedAddress(f"{self.path}/{child.spec.id}", self._hosted_seq)
+        inst = import_class(child.spec.actor_class)()
+        inst._myRef = HostedRef(self, addr)
+        inst.inherited_pids = self.hosted_graves.pop(child.spec.id, {})
+        self.hosted[addr] = inst
+        return addr
+
+    # ---- transport ------------------------------------------------------------------------
+    def send(self, target, msg):
+        if isinstance(target, HostedAddress):
+            if isinstance(msg, Start):
+                # Same process as its parent: no parent pid to bind to (the check that this
+                # process's parent is the supervisor would fail, and kill the host).
+                msg = dataclasses.replace(msg, env={k: v for k, v in msg.env.items()
+                                                    if k != "parent_pid"})
+            self._hosting()
+            self._local.append((target, msg, self.myAddress))
+            return
+        super().send(target, msg)
+
+    def send_from_hosted(self, source: HostedAddress, target, msg):
+        if isinstance(target, HostedAddress) or target == self.myAddress:
+            self._local.append((target, msg, source))
+        else:
+            super().send(target, msg)   # to a real actor, from this process's address
+
+    def receiveMessage(self, msg, sender):  # noqa: N802 - thespian's name
+        self._hosting()
+        try:
+            owner = self._owner_of(msg, sender)
+        except Exception as exc:   # let it crash, as FleetActor does for its own handlers
+            self._crash(exc)
+            return None
+        if owner is None:
+            result = super().receiveMessage(msg, sender)
+        else:
+            result = None
+            self._deliver(owner, msg, sender)
+        self._drain()
+        return result
+
+    def _owner_of(self, msg, sender):
+        """The hosted group a message from thespian is for (None: for the host itself)."""
+        if isinstance(msg, WakeupMessage):
+            payload = msg.payload
+            if isinstance(payload, tuple) and len(payload) == 3 and payload[0] == _WAKE_TAG:
+                return payload[1]
+            return None
+        if isinstance(msg, ChildActorExited):
+            return self.disown_child(msg.childAddress)
+        if sender is None or not self.hosted_owner:
+            return None
+        key = str(sender)
+        entry = self._owner_seen.get(key)
+        if entry is None or not self._current(entry):
+            entry = self._find(sender)
+            if entry is None:
+                self._owner_seen.pop(key, None)
+                return None
+            self._owner_seen[key] = entry
+        return entry[1]
+
+    def own_child(self, address, group: HostedAddress):
+        self.hosted_owner.append((address, group))
+
+    def disown_child(self, address):
+        """The group that created ADDRESS (None: not one of theirs), forgotten from now on."""
+        entry = self._find(address)
+        if entry is None:
+            return None
+        self.hosted_owner = [e for e in self.hosted_owner if e is not entry]
+        self._owner_seen.pop(str(address), None)
+        return entry[1]
+
+    def _current(self, entry) -> bool:
+        """Whether a group still has this child: a group that ended, or counted the child as
+        exited without thespian's notice (Supervisor.exit_unnoticed), no longer has it, and a
+        TCP port number can come back as another child's address."""
+        inst = self.hosted.get(entry[1])
+        return inst is not None and \
+            any(c.addr is entry[0] for c in getattr(inst, "children", {}).values())
+
+    def _find(self, address):
+        """The current entry for ADDRESS (entries no longer current are dropped on the way)."""
+        found = None
+        keep = []
+        for entry in self.hosted_owner:
+            if not self._current(entry):
+                continue
+            keep.append(entry)
+            if found is None and entry[0] == address:
+                found = entry
+        self.hosted_owner = keep
+        return found
+
+    def _drain(self):
+        while self._local:
+            target, msg, sender = self._local.popleft()
+            if isinstance(target, HostedAddress):
+                self._deliver(target, msg, sender)
+            else:
+                super().receiveMessage(msg, sender)
+
+    def _deliver(self, addr: HostedAddress, msg, sender):
+        inst = self.hosted.get(addr)
+        if inst is None:
+            return   # to an incarnation that has exited (a late probe answer, a stale timer)
+        if isinstance(msg, WakeupMessage) and isinstance(msg.payload, tuple) and \
+                len(msg.payload) == 3 and msg.payload[0] == _WAKE_TAG:
+            msg = WakeupMessage(msg.delayPeriod, msg.payload[2])
+        inst.receiveMessage(msg, sender)   # FleetActor: its own exceptions crash only it
+        if isinstance(msg, ActorExitRequest):
+            self._end_hosted(addr, inst)
+
+    def _end_hosted(self, addr: HostedAddress, inst):
+        """A hosted group exited: end what it left running, then tell the host (its parent)."""
+        del self.hosted[addr]
+        graves = {}
+        for cid, child in getattr(inst, "children", {}).items():
+            if child.addr is None:
+                continue
+            local = child.pid and child.pid != os.getpid() and \
+                placement.same_machine(child.system)
+            if local:
+                try:
+                    os.kill(child.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                graves[cid] = (child.pid, child.system)
+            else:
+                super().send(child.addr, ActorExitRequest())
+        if graves:
+            self.hosted_graves[addr.path.rsplit("/", 1)[-1]] = graves
+        self._local.append((self.myAddress, ChildActorExited(addr), self.myAddress))
+
+    # ---- what the host keeps for itself ----------------------------------------------------
+    def exit_request(self) -> ActorExitRequest:
+        """Not recursive: every child was stopped by its group before the host exits. thespian
+        would otherwise send an exit request to every child it still lists, and wait for each
+        one, including creations still pending on a member host that died (they fail only
+        after ~30 s), so the host, and the fleet's stop, would hang that long."""
+        return ActorExitRequest(recursive=False)
+
+    def on_Started(self, msg: Started, sender):
+        if isinstance(sender, HostedAddress):
+            # It runs in this process: no pid of its own to show, signal or wait for.
+            msg = dataclasses.replace(msg, pid=0)
+        super().on_Started(msg, sender)
+
+    def on_WhereIs(self, msg: WhereIs, sender):
+        """"<group>/<child>" is answered by that group (its children are real actors, reachable
+        from anywhere); a hosted group itself has no address outside this process, so for
+        "<group>" only its state is given."""
+        group_id, sep, rest = msg.child_id.partition("/")
+        child = self.children.get(group_id)
+        running = child is not None and child.state == "running"
+        if sep and running:
+            self._local.append((child.addr, dataclasses.replace(msg, child_id=rest), sender))
+            return
+        self.send(sender, ChildAddress(msg.request_id, msg.child_id, None,
+                                       child.state if child else "unknown"))
+
+
+class HostingSupervisor(GroupHost, Supervisor):
+    """A Supervisor whose children (supervisors themselves) all run hosted in its process."""
