@@ -895,7 +895,7 @@ class ChaosRun:
             name = None
         else:
             part = {"backend": "backend", "bot": "bot", "group": None}[what]
-            name = self.pick_bot(rows, part)
+            name = self.pick_bot(rows, part or "bot")   # a group: its bot row has the pid
             if name is None:
                 self.event("kill", target=what, ok=True, note="skipped: every bot had its "
                            "share of faults in the last minute")
