@@ -83,22 +83,21 @@ class GroupHost:
     """Mixin for a Supervisor whose children all run hosted in its process (see the module
     docstring). Put it first: `class BotsSupervisor(GroupHost, Supervisor)`."""
 
-    def _hosting(self):
-        if not hasattr(self, "hosted"):
-            self.hosted: dict[HostedAddress, object] = {}
-            # real child -> its group. thespian's addresses are not hashable, and the one
-            # createActor returns is a placeholder until the child exists (it compares equal
-            # to the final one, its string does not): a list searched by ==, plus a cache by
-            # the string of the address messages actually come from.
-            self.hosted_owner: list[tuple[object, HostedAddress]] = []
-            self._owner_seen: dict[str, tuple] = {}
-            self.hosted_graves: dict[str, dict] = {}   # group id -> killed children's pids
-            self._local: collections.deque = collections.deque()
-            self._hosted_seq = 0
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.hosted: dict[HostedAddress, object] = {}
+        # real child -> its group. thespian's addresses are not hashable, and the one
+        # createActor returns is a placeholder until the child exists (it compares equal to
+        # the final one, its string does not): a list searched by ==, plus a cache by the
+        # string of the address messages actually come from.
+        self.hosted_owner: list[tuple[object, HostedAddress]] = []
+        self._owner_seen: dict[str, tuple] = {}
+        self.hosted_graves: dict[str, dict] = {}   # group id -> killed children's pids
+        self._local: collections.deque = collections.deque()
+        self._hosted_seq = 0
 
     # ---- the Supervisor hook: a child is an object here, not a new actor -------------------
     def create_child_actor(self, child):
-        self._hosting()
         self._hosted_seq += 1
         addr = HostedAddress(f"{self.path}/{child.spec.id}", self._hosted_seq)
         inst = import_class(child.spec.actor_class)()
@@ -115,7 +114,6 @@ class GroupHost:
                 # process's parent is the supervisor would fail, and kill the host).
                 msg = dataclasses.replace(msg, env={k: v for k, v in msg.env.items()
                                                     if k != "parent_pid"})
-            self._hosting()
             self._local.append((target, msg, self.myAddress))
             return
         super().send(target, msg)
@@ -127,9 +125,8 @@ class GroupHost:
             super().send(target, msg)   # to a real actor, from this process's address
 
     def receiveMessage(self, msg, sender):  # noqa: N802 - thespian's name
-        self._hosting()
         try:
-            owner = self._owner_of(msg, sender)
+            owner, msg = self._owner_of(msg, sender)
         except Exception as exc:   # let it crash, as FleetActor does for its own handlers
             self._crash(exc)
             return None
@@ -142,25 +139,26 @@ class GroupHost:
         return result
 
     def _owner_of(self, msg, sender):
-        """The hosted group a message from thespian is for (None: for the host itself)."""
+        """(the hosted group a message from thespian is for, or None for the host itself; the
+        message as that one must see it: a group's wake-up without the host's tag)."""
         if isinstance(msg, WakeupMessage):
             payload = msg.payload
             if isinstance(payload, tuple) and len(payload) == 3 and payload[0] == _WAKE_TAG:
-                return payload[1]
-            return None
+                return payload[1], WakeupMessage(msg.delayPeriod, payload[2])
+            return None, msg
         if isinstance(msg, ChildActorExited):
-            return self.disown_child(msg.childAddress)
+            return self.disown_child(msg.childAddress), msg
         if sender is None or not self.hosted_owner:
-            return None
+            return None, msg
         key = str(sender)
         entry = self._owner_seen.get(key)
         if entry is None or not self._current(entry):
             entry = self._find(sender)
             if entry is None:
                 self._owner_seen.pop(key, None)
-                return None
+                return None, msg
             self._owner_seen[key] = entry
-        return entry[1]
+        return entry[1], msg
 
     def own_child(self, address, group: HostedAddress):
         self.hosted_owner.append((address, group))
@@ -207,9 +205,6 @@ class GroupHost:
         inst = self.hosted.get(addr)
         if inst is None:
             return   # to an incarnation that has exited (a late probe answer, a stale timer)
-        if isinstance(msg, WakeupMessage) and isinstance(msg.payload, tuple) and \
-                len(msg.payload) == 3 and msg.payload[0] == _WAKE_TAG:
-            msg = WakeupMessage(msg.delayPeriod, msg.payload[2])
         inst.receiveMessage(msg, sender)   # FleetActor: its own exceptions crash only it
         if isinstance(msg, ActorExitRequest):
             self._end_hosted(addr, inst)
@@ -239,8 +234,8 @@ class GroupHost:
     def exit_request(self) -> ActorExitRequest:
         """Not recursive: every child was stopped by its group before the host exits. thespian
         would otherwise send an exit request to every child it still lists, and wait for each
-        one, including creations still pending on a member host that died (they fail only
-        after ~30 s), so the host, and the fleet's stop, would hang that long."""
+        one, including creations still pending on a member host that died, which held the
+        fleet's stop past its 20 s limit in the multi-host test."""
         return ActorExitRequest(recursive=False)
 
     def on_Started(self, msg: Started, sender):

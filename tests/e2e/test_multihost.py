@@ -181,13 +181,17 @@ def test_a_killed_member_leaves_nothing_and_its_bots_return_with_it(tmp_path, mo
         assert member.stop() == set()   # a member stopped (SIGTERM) with a group placed on it
         wait_until(lambda: actors(fleet)["root/bots/echo/backend"]["state"] != "running", 30,
                    what="the leader seeing the backend gone again")
-        # It left the convention: every try is refused at once. Not a crash of the bot: it is
-        # retried (every <= 2 s here) without using up its restart intensity (5 in 60 s).
+        # Not a crash of the bot: it is retried (every <= 2 s here, or at the start timeout
+        # while the stopped member is still listed) without using up its restart intensity
+        # (5 in 60 s). (With a process per group every try was refused at once, "not placed";
+        # with the backend placed directly, its last error is at times a start timeout.)
         time.sleep(8)
         rows = actors(fleet)
         group, backend = rows["root/bots/echo"], rows["root/bots/echo/backend"]
         assert group["state"] == "running", group
-        assert backend["state"] != "failed" and "not placed" in backend["last_error"], backend
+        assert backend["state"] != "failed", backend
+        assert "not placed" in backend["last_error"] or \
+            "start timeout" in backend["last_error"], backend
         member = MemberHost(tmp_path, fleet.ports["admin"], admin=member.admin)
         hosts.append(member)
         wait_until(lambda: (lambda r: r.get("state") == "running" and r["pid"] in member.pids())(
