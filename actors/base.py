@@ -23,7 +23,7 @@ from thespian.actors import (Actor, ActorExitRequest, ChildActorExited, PoisonMe
 
 from messages.lifecycle import (BridgeWake, ChildInfo, Crashed, EnvUpdate, Probe, ProbeReply, Start, Started,
                                 Stop)
-from system import placement
+from system import inline, placement
 from system.bridge import Bridge
 from system.procguard import guard_actor_process
 
@@ -204,11 +204,20 @@ class FleetActor(Actor):
                        traceback.format_exc())
         if self.parent is not None:
             self.send(self.parent, Crashed(self.child_id, detail[:500]))
+        drv = inline.current() if inline.in_inline_run() else None
+        if drv is not None:
+            # On a loop thread (system/inline.py): on_stop may join this very thread, so the
+            # runner runs it, before it delivers anything else.
+            drv.defer(self._stop_after_crash)
+        else:
+            self._stop_after_crash()
+        self.send(self.myAddress, ActorExitRequest())
+
+    def _stop_after_crash(self):
         try:
             self._run_stop()
         except Exception:
             self.log.exception("%s: on_stop failed after a crash", self.path)
-        self.send(self.myAddress, ActorExitRequest())
 
     def watch_fd(self, fd: int, callback) -> None:
         """Call `callback()` in this actor whenever FD is readable (processes base only:

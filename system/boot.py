@@ -188,3 +188,5 @@ class FleetSystem:
         if self.runner is not None:
             self.runner.pump(0.05)
         self.asys.shutdown()
+        if self.runner is not None:
+            self.runner.close()

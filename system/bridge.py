@@ -7,6 +7,9 @@ socketpair. On multiprocTCPBase the actor returns `ThespianWatch([fd])` from eve
 `receiveMessage` call and thespian wakes it with a `WatchMessage`. On the in-process base
 (simpleSystemBase ignores watches) the runner selects on every registered bridge fd and tells the
 actor `BridgeWake()`. Either way the actor then calls `drain()` in its own context.
+
+On the in-process base a post marked `inline` may instead deliver the wake-up in the posting
+thread itself when the runner is idle (system/inline.py): no hand-over to another thread.
 """
 from __future__ import annotations
 
@@ -15,6 +18,8 @@ import socket
 import threading
 
 from thespian.actors import ThespianWatch
+
+from system import inline
 
 # fd -> (actor address, bridge): read by the in-process runner; unused in actor processes.
 _REGISTRY: dict[int, tuple[object, "Bridge"]] = {}
@@ -38,18 +43,36 @@ class Bridge:
         self._wsock.setblocking(False)
         self.fd = self._rsock.fileno()
         self.closed = False
+        self.address = actor_address
+        # The in-process base's driver when created by an actor there; None on the processes
+        # base (no runner: thespian watches `fd`).
+        self._driver = inline.current()
         with _REGISTRY_LOCK:
             _REGISTRY[self.fd] = (actor_address, self)
 
-    def post(self, item) -> None:
-        """Called from any thread: queue `item` and wake the actor (one byte per burst)."""
+    def post(self, item, hot: bool = False) -> None:
+        """Called from any thread: queue `item` and wake the actor (one byte per burst).
+        With `hot` (hot-path items only), deliver it in this thread if the in-process base
+        is idle instead of waking its runner."""
         with self._lock:
             if self.closed:
                 return
             self._items.append(item)
             if self._signaled:
                 return
-            self._signaled = True
+            drv = self._driver if hot else None
+            if drv is None:
+                self._signaled = True
+        if drv is not None:
+            if drv.deliver(self.address):
+                return
+            with self._lock:     # the base was busy: wake the runner, unless drained meanwhile
+                if self.closed or self._signaled or not self._items:
+                    return
+                self._signaled = True
+        self._send_wake()
+
+    def _send_wake(self) -> None:
         try:
             self._wsock.send(b"x")
         except BlockingIOError:

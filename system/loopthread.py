@@ -51,6 +51,9 @@ class LoopThread:
         fut.add_done_callback(lambda f: bridge.post((tag, f)))
         return fut
 
+    def on_loop_thread(self) -> bool:
+        return threading.current_thread() is self._thread
+
     def call_soon(self, fn, *args):
         """Run fn(*args) on the loop soon, from any thread. From the loop's own thread (library
         handlers pushing updates) it is a plain call_soon: the thread-safe variant would also
@@ -71,5 +74,10 @@ class LoopThread:
                 self.loop.call_soon_threadsafe(self.loop.stop)
             except RuntimeError:
                 pass  # loop already closed
+            if self.on_loop_thread():
+                # Never from the loop itself (system/inline.py defers clean-ups to the
+                # runner); joining here would raise. The loop stops when this callback ends.
+                log.warning("loop %s: stop() called from its own thread", self.name)
+                return False
             self._thread.join(timeout)
         return not self._thread.is_alive()

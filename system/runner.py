@@ -5,6 +5,10 @@ ThespianWatch. The runner is that caller: it delivers pending sends with `listen
 in `select()` on every actor bridge's descriptor until the next thespian timer is due, so an idle
 system uses no CPU and a background thread's result reaches its actor in well under a
 millisecond. A bridge that fires is turned into a `BridgeWake()` told to its actor.
+
+While it sleeps, a loop thread may deliver a hot-path update itself (system/inline.py); the
+runner holds the inline driver's lock whenever it drives the base, and that thread wakes it
+when it leaves work behind.
 """
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ from thespian.system import simpleSystemBase as _simple
 from thespian.system.timing import currentTime
 
 from messages.lifecycle import BridgeWake
-from system import bridge
+from system import bridge, inline
 
 log = logging.getLogger("tgfleet.runner")
 
@@ -99,6 +103,8 @@ class InProcessRunner:
         install_wakeup_fast_path(self.base)
         self.max_sleep = max_sleep
         self.extra_fds: dict[int, object] = {}     # fd -> callable(fd), e.g. a signal pipe
+        external = self.base.actorRegistry["System:ExternalRequester"].address
+        self.driver = inline.InlineDriver(self.base, external)
 
     def _until_next_timer(self, limit: float) -> float:
         if self.base._pendingSends:
@@ -112,32 +118,46 @@ class InProcessRunner:
         """Run the system for at most `timeout` seconds or until an external response arrives;
         returns that response (or None)."""
         deadline = time.monotonic() + timeout
+        drv = self.driver
+        ready: list = []
+        fds: dict = {}
         while True:
-            # simpleSystemBase.listen(0) neither fires due timers nor delivers pending sends
-            # (its loop ends before it starts): do both, then collect a response if any.
-            self.base._realizeWakeups()
-            self.base._runSends()
-            resp = self.asys.listen(0)
-            if resp is not None:
-                return resp
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            fds = {fd: (addr, br) for fd, addr, br in bridge.registered()}
-            watch = list(fds) + list(self.extra_fds)
-            wait = self._until_next_timer(min(left, self.max_sleep))
+            with drv.hold():
+                drv.runner_wakes_at = math.inf    # awake: an inline run leaves work to us
+                for fd in ready:
+                    if fd == drv.wake_fd:
+                        drv.clear_wake()
+                    elif fd in self.extra_fds:
+                        self.extra_fds[fd](fd)
+                    elif fd in fds:
+                        addr, br = fds[fd]
+                        if not br.closed:
+                            self.asys.tell(addr, BridgeWake())
+                # What an inline run left: a crashed actor's clean-up first, then the queue.
+                # simpleSystemBase.listen(0) neither fires due timers nor delivers pending
+                # sends (its loop ends before it starts): do both, then collect a response.
+                drv.run_deferred()
+                self.base._realizeWakeups()
+                self.base._runSends()
+                resp = self.asys.listen(0)
+                if resp is not None:
+                    return resp
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                fds = {fd: (addr, br) for fd, addr, br in bridge.registered()}
+                watch = list(fds) + list(self.extra_fds) + [drv.wake_fd]
+                wait = self._until_next_timer(min(left, self.max_sleep))
+                drv.runner_wakes_at = time.monotonic() + wait
             try:
                 ready, _, _ = select.select(watch, [], [], wait)
             except (OSError, ValueError):
                 ready = []   # a bridge closed between listing and select; list it again
-            for fd in ready:
-                if fd in self.extra_fds:
-                    self.extra_fds[fd](fd)
-                elif fd in fds:
-                    addr, br = fds[fd]
-                    if not br.closed:
-                        self.asys.tell(addr, BridgeWake())
 
     def ask(self, addr, msg, timeout: float):
         self.asys.tell(addr, msg)
         return self.pump(timeout)
+
+    def close(self) -> None:
+        log.info("inline delivery: %s", self.driver.stats)
+        self.driver.close()

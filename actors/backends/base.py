@@ -252,7 +252,9 @@ class EventSink:
             self._wake()
 
     def _wake(self) -> None:
-        self._bridge.post(("sink",))
+        # Deferred to the loop (asyncio libraries): the loop thread may deliver the batch to
+        # the actors itself when the in-process runner is idle (system/inline.py).
+        self._bridge.post(("sink",), hot=self.defer is not None)
 
     def take(self) -> list:
         with self._lock:
@@ -1028,7 +1030,11 @@ class AsyncioBackend(BackendActor):
         self.loop.submit(runner())
 
     def engine_run(self, jobs):
-        self.loop.call_soon(self._start_jobs, jobs)
+        loop = self.loop
+        if loop.on_loop_thread():
+            self._start_jobs(jobs)     # delivered inline (system/inline.py): no extra iteration
+        else:
+            loop.call_soon(self._start_jobs, jobs)
 
     def _start_jobs(self, jobs):           # loop thread
         create = self.loop.loop.create_task
@@ -1042,8 +1048,10 @@ class AsyncioBackend(BackendActor):
         self.lib_in_flight += 1
         self.lib_max_in_flight = max(self.lib_max_in_flight, self.lib_in_flight)
         try:
-            ids = await asyncio.wait_for(self.lib_execute(action),
-                                         self.cfg["action_timeout_s"])
+            # asyncio.timeout, not wait_for: wait_for runs the call in a task of its own (one
+            # more loop iteration and task per action on Python 3.11).
+            async with asyncio.timeout(self.cfg["action_timeout_s"]):
+                ids = await self.lib_execute(action)
             result = ActionResult(action_id, True, message_ids=tuple(ids or ()),
                                   sent_at=time.time())
         except asyncio.CancelledError:

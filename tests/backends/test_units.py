@@ -61,8 +61,9 @@ class _Bridge:
     def __init__(self):
         self.posts = []
 
-    def post(self, item):
+    def post(self, item, hot=False):
         self.posts.append(item)
+        self.hot = hot
 
 
 def test_sink_wakes_once_per_loop_iteration():
@@ -84,6 +85,7 @@ def test_sink_wakes_once_per_loop_iteration():
     sink.push(("update", 100))            # after a take, the next push arms a new wake
     loop.run_until_complete(asyncio.sleep(0))
     assert bridge.posts == [("sink",), ("sink",)]
+    assert bridge.hot is True             # from the loop: may be delivered inline
     loop.close()
 
 

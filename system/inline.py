@@ -1,0 +1,206 @@
+"""Inline delivery: a loop thread delivers its own update to the actors when the runner is idle.
+
+Why: on the in-process base a message used to cross two thread hand-overs that a plain asyncio
+script does not have. The backend's loop thread posted the update to its actor's bridge and woke
+the runner thread; the runner delivered it (backend -> bot -> backend); the backend handed the
+reply back to its loop thread with another wake-up. At light load those wake-ups were most of
+the latency between tgfleet in-process and baseline (a) (bench/RESULTS.md, ninth session).
+
+Here a thread that posts to a bridge marked `inline` may run thespian's deliveries itself, in
+its own thread, instead of waking the runner, when nothing else is being delivered:
+- thespian's simpleSystemBase is driven by one thread at a time. The runner holds `lock` while
+  it delivers and releases it only while it sleeps in select(); every entry point of the base
+  (tell, ask, listen, createActor, shutdown) takes it too. A poster takes it only if it is free
+  (never waits), so actors still run one at a time, each message to completion, in order.
+- Only the hot path runs inline: the bridge wake-up and the messages in `HOT` (updates to the
+  bot, actions to the backend, their results, the rate limiter's grants). The first other
+  message in the queue (a stop, a timer, a store request) ends the inline run and the runner is
+  woken to deliver it and the rest, in order. So stops, crashes' clean-ups and anything that
+  may block on a loop thread run on the runner's thread, as before.
+- A crash inside an inline run defers the actor's `on_stop` to the runner (before it delivers
+  anything else), because `on_stop` joins the very loop thread the run is on.
+- A timer set inline that is due before the runner planned to wake up, or a reply for the
+  system's external caller, wakes the runner as well.
+On the processes base there is no runner and nothing here is installed.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import socket
+import threading
+import time
+
+from thespian.system.simpleSystemBase import PendingSend
+from thespian.system.timing import currentTime
+
+from messages.lifecycle import BridgeWake
+
+log = logging.getLogger("tgfleet.inline")
+
+# Message class names an inline run may deliver (names: messages/ must not import actors/).
+HOT = frozenset({"BridgeWake", "UpdateBatch", "ActionBatch", "ActionResults", "UpdatesDone",
+                 "GrantRequest", "Grant"})
+MAX_INLINE = 64          # deliveries per inline run; the rest goes to the runner
+ENTRY_POINTS = ("tell", "ask", "listen", "newPrimaryActor", "shutdown", "updateCapability",
+                "loadActorSource", "unloadActorSource")
+
+# Per thread: .depth > 0 inside a base, .driver the base's driver then, .inline in an inline run
+_state = threading.local()
+
+
+def current() -> "InlineDriver | None":
+    """The driver of the base this thread is delivering messages of now (None outside one):
+    a bridge created by an actor remembers it."""
+    return getattr(_state, "driver", None) if _inside() else None
+
+
+def in_inline_run() -> bool:
+    """True while this thread delivers messages inline (not on the runner's thread)."""
+    return getattr(_state, "inline", False)
+
+
+def _inside() -> bool:
+    return getattr(_state, "depth", 0) > 0
+
+
+class InlineDriver:
+    """The lock that serializes every driver of one simpleSystemBase, and the inline runs."""
+
+    def __init__(self, base, external_address):
+        self.base = base
+        self.external = external_address
+        self.lock = threading.RLock()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self.wake_fd = self._wake_r.fileno()
+        self.runner_wakes_at = math.inf    # monotonic: when the runner's select() returns
+        self.deferred: list = []           # callables the runner runs before its next delivery
+        self.hot = HOT                     # class names an inline run may deliver
+        self.stats = {"inline_runs": 0, "inline_deliveries": 0, "busy": 0, "handed_over": 0}
+        self._wrap_entry_points()
+
+    # ---- serialization ------------------------------------------------------------------
+    def hold(self):
+        """Context manager: drive the base from this thread (re-entrant)."""
+        return _Held(self)
+
+    def _wrap_entry_points(self):
+        for name in ENTRY_POINTS:
+            fn = getattr(self.base, name, None)
+            if fn is None or getattr(fn, "_tgfleet_locked", False):
+                continue
+            setattr(self.base, name, self._locked(fn))
+
+    def _locked(self, fn):
+        @functools.wraps(fn)
+        def call(*args, **kwargs):
+            with _Held(self):
+                return fn(*args, **kwargs)
+        call._tgfleet_locked = True
+        return call
+
+    # ---- the runner's side ----------------------------------------------------------------
+    def clear_wake(self) -> None:
+        try:
+            self._wake_r.recv(4096)
+        except (BlockingIOError, InterruptedError):
+            pass   # nothing pending: select() returned for another descriptor
+
+    def run_deferred(self) -> None:
+        """Called by the runner (holding the lock) before it delivers anything."""
+        while self.deferred:
+            fn = self.deferred.pop(0)
+            try:
+                fn()
+            except Exception:
+                log.exception("deferred clean-up %r failed", fn)
+
+    def _wake_runner(self) -> None:
+        self.stats["handed_over"] += 1
+        try:
+            self._wake_w.send(b"x")
+        except BlockingIOError:
+            pass   # a wake-up byte is already pending
+        except OSError as exc:
+            log.warning("could not wake the runner: %s", exc)
+
+    # ---- a poster's side ----------------------------------------------------------------
+    def deliver(self, address) -> bool:
+        """Deliver `BridgeWake()` to `address` and what it causes on the hot path, in this
+        thread, if the base is idle. False (nothing done) if it is busy or this thread is
+        already inside it; the caller then wakes the runner as usual."""
+        if _inside() or not self.lock.acquire(blocking=False):
+            self.stats["busy"] += 1
+            return False
+        _state.depth = 1
+        _state.driver = self
+        try:
+            base = self.base
+            if base._pendingSends or self.deferred:
+                return False      # the runner has work queued: it goes first, in order
+            _state.inline = True
+            self.stats["inline_runs"] += 1
+            pending = base._pendingSends
+            pending.append(PendingSend(self.external, BridgeWake(), address))
+            done = 0
+            while pending and done < MAX_INLINE and not self.deferred:
+                if type(pending[0].msg).__name__ not in self.hot:
+                    break
+                with base._private_lock:
+                    ps = pending.pop(0)
+                    base._runSingleSend(ps)
+                done += 1
+            self.stats["inline_deliveries"] += done
+            if pending or self.deferred or self._responses_waiting() or \
+                    self._timer_before_runner_wakes():
+                self._wake_runner()
+            return True
+        finally:
+            _state.inline = False
+            _state.depth = 0
+            self.lock.release()
+
+    def defer(self, fn) -> None:
+        """From an inline run: let the runner call `fn()` before its next delivery."""
+        self.deferred.append(fn)
+
+    def _responses_waiting(self) -> bool:
+        ext = self.base.actorRegistry.get("System:ExternalRequester")
+        return bool(getattr(getattr(ext, "instance", None), "responses", None))
+
+    def _timer_before_runner_wakes(self) -> bool:
+        next_due = getattr(self.base, "_tgfleet_next_due", None)
+        if next_due is None:
+            return bool(self.base._wakeUps)
+        due = next_due()
+        if due == math.inf:
+            return False
+        return time.monotonic() + (due - currentTime()) < self.runner_wakes_at
+
+
+    def close(self) -> None:
+        for sock in (self._wake_r, self._wake_w):
+            sock.close()
+
+
+class _Held:
+    __slots__ = ("driver",)
+
+    def __init__(self, drv):
+        self.driver = drv
+
+    def __enter__(self):
+        self.driver.lock.acquire()
+        depth = getattr(_state, "depth", 0)
+        if depth == 0:
+            _state.driver = self.driver
+        _state.depth = depth + 1
+        return self.driver
+
+    def __exit__(self, *exc):
+        _state.depth -= 1
+        self.driver.lock.release()
+        return False

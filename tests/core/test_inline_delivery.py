@@ -1,0 +1,203 @@
+"""Inline delivery on the in-process base (system/inline.py), on a real simpleSystemBase.
+
+A thread that posts a hot item to a bridge while the runner sleeps delivers it (and the hot
+messages it causes) itself; the first other message, a timer due early, a reply for the
+system's caller or a crash's clean-up goes back to the runner's thread, promptly, in order.
+The runner sleeps up to 30 s here, so "promptly" means it was woken, not that it happened to
+look."""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+import pytest
+
+from actors.base import FleetActor
+from messages.lifecycle import Crashed, Start, Started
+from system import inline
+from system.boot import FleetSystem
+
+JOURNAL: list = []              # (event, thread ident): the actors run in this process
+BRIDGES: dict = {}
+
+
+@dataclass(frozen=True)
+class HotPing:
+    pass
+
+
+@dataclass(frozen=True)
+class ColdPing:
+    pass
+
+
+@dataclass(frozen=True)
+class Report:
+    events: tuple
+
+
+@dataclass(frozen=True)
+class PostOwnBridge:
+    """Post a hot item to its own bridge from inside a delivery."""
+
+
+class Recorder(FleetActor):
+    """On a bridge item: 'chain' sends itself HotPing then ColdPing and reports; 'timer' arms a
+    0.05 s timer and reports when it fires; 'crash' raises."""
+
+    def on_start(self, args):
+        self.mode = args["mode"]
+        BRIDGES[self.child_id] = self.open_bridge()
+
+    def _note(self, event):
+        JOURNAL.append((event, threading.get_ident()))
+
+    def on_bridge(self, item):
+        self._note(("wake", item))
+        if self.mode == "crash":
+            raise RuntimeError("crash in an inline run")
+        if self.mode == "timer":
+            self.after("t", 0.05)
+        else:
+            self.send(self.myAddress, HotPing())
+
+    def on_HotPing(self, msg, sender):
+        self._note("hot")
+        self.send(self.myAddress, ColdPing())
+
+    def on_ColdPing(self, msg, sender):
+        self._note("cold")
+        self.send(self.parent, Report(tuple(JOURNAL)))
+
+    def on_PostOwnBridge(self, msg, sender):
+        self._note("post-inside")
+        self.bridge.post("from-inside", hot=True)
+
+    def on_timer(self, name):
+        self._note("timer")
+        self.send(self.parent, Report(tuple(JOURNAL)))
+
+    def on_stop(self):
+        self._note("stop")
+
+
+@pytest.fixture
+def fs():
+    JOURNAL.clear()
+    BRIDGES.clear()
+    system = FleetSystem("inprocess")
+    system.runner.max_sleep = 30.0
+    system.runner.driver.hot = inline.HOT | {"HotPing"}
+    yield system
+    system.shutdown()
+
+
+def start(fs, mode):
+    addr = fs.create(Recorder)
+    started = fs.ask(addr, Start(mode, {"mode": mode}, {}, f"t/{mode}"), 5, expect=Started)
+    assert started is not None
+    return addr
+
+
+def post_when_runner_sleeps(fs, item, hold_lock_s: float = 0.0):
+    """From another thread, once the runner is asleep in select(): post `item` (hot). With
+    `hold_lock_s`, a third thread holds the base (as a busy runner would) meanwhile."""
+    drv = fs.runner.driver
+    bridge = next(iter(BRIDGES.values()))
+    done = threading.Event()
+
+    def poster():
+        while drv.runner_wakes_at == float("inf"):
+            time.sleep(0.01)
+        time.sleep(0.05)
+        if hold_lock_s:
+            held = threading.Event()
+
+            def holder():
+                with drv.hold():
+                    held.set()
+                    time.sleep(hold_lock_s)
+            threading.Thread(target=holder).start()
+            held.wait(2)
+        JOURNAL.append(("posted", threading.get_ident()))
+        bridge.post(item, hot=True)
+        done.set()
+    t = threading.Thread(target=poster)
+    t.start()
+    return t, done
+
+
+def post_and_listen(fs, hold_lock_s: float = 0.0):
+    """Post from another thread while the runner sleeps; what reached the caller, and how long
+    it took (the runner sleeps 10 s unless something woke it)."""
+    t, _ = post_when_runner_sleeps(fs, "update", hold_lock_s)
+    began = time.monotonic()
+    got = fs.listen(10)
+    t.join(5)
+    return got, time.monotonic() - began
+
+
+def threads_of(event):
+    return [tid for e, tid in JOURNAL if e == event]
+
+
+def test_hot_chain_runs_on_the_posting_thread_and_the_rest_on_the_runner(fs):
+    start(fs, "chain")
+    report, took = post_and_listen(fs)
+    assert took < 5                # the inline run woke the runner for the cold message
+    main = threading.get_ident()
+    poster = threads_of("posted")[0]
+    assert isinstance(report, Report), report
+    assert threads_of(("wake", "update")) == [poster]
+    assert threads_of("hot") == [poster]
+    assert threads_of("cold") == [main]              # not hot: handed to the runner
+    assert [e for e, _ in JOURNAL] == ["posted", ("wake", "update"), "hot", "cold"]
+    assert fs.runner.driver.stats["inline_runs"] == 1
+    assert fs.runner.driver.stats["handed_over"] == 1
+
+
+def test_a_busy_base_is_not_entered_the_runner_delivers(fs):
+    start(fs, "chain")
+    report, _ = post_and_listen(fs, hold_lock_s=0.3)
+    main = threading.get_ident()
+    assert isinstance(report, Report), report
+    assert threads_of(("wake", "update")) == [main]
+    assert threads_of("hot") == [main]
+    assert fs.runner.driver.stats["inline_runs"] == 0
+    assert fs.runner.driver.stats["busy"] == 1
+
+
+def test_a_timer_set_inline_wakes_the_runner_in_time(fs):
+    start(fs, "timer")
+    report, took = post_and_listen(fs)
+    assert isinstance(report, Report), report
+    assert threads_of(("wake", "update")) == threads_of("posted")
+    assert threads_of("timer") == [threading.get_ident()]
+    # Due 0.05 s after the post; without the wake-up the runner would sleep until 10 s.
+    assert took < 5
+
+
+def test_a_crash_inline_leaves_its_clean_up_to_the_runner_before_anything_else(fs):
+    start(fs, "crash")
+    crashed, took = post_and_listen(fs)
+    assert took < 5
+    assert isinstance(crashed, Crashed), crashed
+    assert "crash in an inline run" in crashed.error
+    assert threads_of(("wake", "update")) == threads_of("posted")
+    # on_stop joins loop threads: it ran on the runner's thread, not the poster's.
+    assert threads_of("stop") == [threading.get_ident()]
+    assert fs.runner.driver.deferred == []
+
+
+def test_a_post_from_inside_a_delivery_never_nests(fs):
+    addr = start(fs, "chain")
+    fs.tell(addr, PostOwnBridge())
+    report = fs.listen(10)
+    main = threading.get_ident()
+    assert isinstance(report, Report), report
+    events = [e for e, _ in JOURNAL]
+    # The post signalled the runner instead of delivering inside the delivery that made it.
+    assert events == ["post-inside", ("wake", "from-inside"), "hot", "cold"]
+    assert {tid for _, tid in JOURNAL} == {main}
+    assert fs.runner.driver.stats["inline_runs"] == 0
