@@ -79,13 +79,20 @@ class InlineDriver:
         self.runner_wakes_at = math.inf    # monotonic: when the runner's select() returns
         self.deferred: list = []           # callables the runner runs before its next delivery
         self.hot = HOT                     # class names an inline run may deliver
+        self.runner_waiting = False        # the runner wants the lock: posters keep off it
+        self.closed = False
         self.stats = {"inline_runs": 0, "inline_deliveries": 0, "busy": 0, "handed_over": 0}
         self._wrap_entry_points()
 
     # ---- serialization ------------------------------------------------------------------
     def hold(self):
-        """Context manager: drive the base from this thread (re-entrant)."""
+        """Context manager: drive the base from this thread (re-entrant). A crash clean-up an
+        inline run left is run first: nothing may reach the crashed actor before it."""
         return _Held(self)
+
+    def runner_hold(self):
+        """`hold()` for the runner: posters stop starting inline runs while it waits."""
+        return _Held(self, runner=True)
 
     def _wrap_entry_points(self):
         for name in ENTRY_POINTS:
@@ -130,38 +137,50 @@ class InlineDriver:
     # ---- a poster's side ----------------------------------------------------------------
     def deliver(self, address) -> bool:
         """Deliver `BridgeWake()` to `address` and what it causes on the hot path, in this
-        thread, if the base is idle. False (nothing done) if it is busy or this thread is
-        already inside it; the caller then wakes the runner as usual."""
-        if _inside() or not self.lock.acquire(blocking=False):
-            self.stats["busy"] += 1
+        thread, if the base is idle. False (nothing done) if it is busy, the runner is waiting
+        for it, or this thread is already inside it; the caller then wakes the runner."""
+        if self.closed or self.runner_waiting or _inside() or \
+                not self.lock.acquire(blocking=False):
+            self.stats["busy"] += 1      # unlocked: a lost count at worst
             return False
         _state.depth = 1
         _state.driver = self
         try:
             base = self.base
-            if base._pendingSends or self.deferred:
+            if self.closed or self.runner_waiting or base._pendingSends or self.deferred:
                 return False      # the runner has work queued: it goes first, in order
             _state.inline = True
             self.stats["inline_runs"] += 1
             pending = base._pendingSends
             pending.append(PendingSend(self.external, BridgeWake(), address))
-            done = 0
+            try:
+                self._run_hot(base, pending)
+            finally:
+                if pending or self.deferred or self._responses_waiting() or \
+                        self._timer_before_runner_wakes():
+                    self._wake_runner()
+            return True
+        finally:
+            _state.inline = False
+            _state.depth = 0
+            _state.driver = None
+            self.lock.release()
+
+    def _run_hot(self, base, pending) -> None:
+        """thespian's `_runSends`, hot messages only: due timers are queued before each
+        delivery (as thespian does), and the first message that is not hot ends the run."""
+        done = 0
+        try:
             while pending and done < MAX_INLINE and not self.deferred:
+                base._realizeWakeups()
                 if type(pending[0].msg).__name__ not in self.hot:
                     break
                 with base._private_lock:
                     ps = pending.pop(0)
                     base._runSingleSend(ps)
                 done += 1
-            self.stats["inline_deliveries"] += done
-            if pending or self.deferred or self._responses_waiting() or \
-                    self._timer_before_runner_wakes():
-                self._wake_runner()
-            return True
         finally:
-            _state.inline = False
-            _state.depth = 0
-            self.lock.release()
+            self.stats["inline_deliveries"] += done
 
     def defer(self, fn) -> None:
         """From an inline run: let the runner call `fn()` before its next delivery."""
@@ -182,25 +201,40 @@ class InlineDriver:
 
 
     def close(self) -> None:
+        """After the system shut down: no more inline runs (bridges may outlive it)."""
+        self.closed = True
         for sock in (self._wake_r, self._wake_w):
             sock.close()
 
 
 class _Held:
-    __slots__ = ("driver",)
+    __slots__ = ("driver", "runner", "outer")
 
-    def __init__(self, drv):
+    def __init__(self, drv, runner: bool = False):
         self.driver = drv
+        self.runner = runner
+        self.outer = None
 
     def __enter__(self):
-        self.driver.lock.acquire()
+        drv = self.driver
+        if self.runner:
+            drv.runner_waiting = True
+            try:
+                drv.lock.acquire()
+            finally:
+                drv.runner_waiting = False
+        else:
+            drv.lock.acquire()
         depth = getattr(_state, "depth", 0)
-        if depth == 0:
-            _state.driver = self.driver
+        self.outer = getattr(_state, "driver", None) if depth else None
+        _state.driver = drv       # the base this thread delivers in now (bridges remember it)
         _state.depth = depth + 1
-        return self.driver
+        if drv.deferred and depth == 0:   # outermost only: never inside another delivery
+            drv.run_deferred()
+        return drv
 
     def __exit__(self, *exc):
         _state.depth -= 1
+        _state.driver = self.outer
         self.driver.lock.release()
         return False

@@ -122,7 +122,7 @@ class InProcessRunner:
         ready: list = []
         fds: dict = {}
         while True:
-            with drv.hold():
+            with drv.runner_hold():   # runs a crash clean-up an inline run left, first
                 drv.runner_wakes_at = math.inf    # awake: an inline run leaves work to us
                 for fd in ready:
                     if fd == drv.wake_fd:
@@ -133,10 +133,8 @@ class InProcessRunner:
                         addr, br = fds[fd]
                         if not br.closed:
                             self.asys.tell(addr, BridgeWake())
-                # What an inline run left: a crashed actor's clean-up first, then the queue.
                 # simpleSystemBase.listen(0) neither fires due timers nor delivers pending
                 # sends (its loop ends before it starts): do both, then collect a response.
-                drv.run_deferred()
                 self.base._realizeWakeups()
                 self.base._runSends()
                 resp = self.asys.listen(0)

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 
 import pytest
+from thespian.actors import Actor
 
 from actors.base import FleetActor
 from messages.lifecycle import Crashed, Start, Started
@@ -42,6 +43,14 @@ class PostOwnBridge:
     """Post a hot item to its own bridge from inside a delivery."""
 
 
+@dataclass(frozen=True)
+class Count:
+    n: int
+
+
+LONG_CHAIN = inline.MAX_INLINE + 36
+
+
 class Recorder(FleetActor):
     """On a bridge item: 'chain' sends itself HotPing then ColdPing and reports; 'timer' arms a
     0.05 s timer and reports when it fires; 'crash' raises."""
@@ -55,8 +64,17 @@ class Recorder(FleetActor):
 
     def on_bridge(self, item):
         self._note(("wake", item))
+        if item == "side":
+            return
         if self.mode == "crash":
+            # A byte on its bridge too: the runner then finds a bridge ready beside its own
+            # wake-up, and must still run this crash's clean-up before delivering anything.
+            self.bridge.post("side")
             raise RuntimeError("crash in an inline run")
+        if self.mode == "long":
+            for n in range(LONG_CHAIN):
+                self.send(self.myAddress, Count(n))
+            return
         if self.mode == "timer":
             self.after("t", 0.05)
         else:
@@ -70,6 +88,11 @@ class Recorder(FleetActor):
         self._note("cold")
         self.send(self.parent, Report(tuple(JOURNAL)))
 
+    def on_Count(self, msg, sender):
+        self._note(("count", msg.n))
+        if msg.n == LONG_CHAIN - 1:
+            self.send(self.parent, Report(tuple(JOURNAL)))
+
     def on_PostOwnBridge(self, msg, sender):
         self._note("post-inside")
         self.bridge.post("from-inside", hot=True)
@@ -82,13 +105,30 @@ class Recorder(FleetActor):
         self._note("stop")
 
 
+class Watcher(Actor):
+    """A parent for a Recorder: notes whether the child's clean-up ran before its crash report
+    arrived (as it does without inline runs), then passes the report on."""
+
+    def receiveMessage(self, msg, sender):
+        if isinstance(msg, tuple) and msg[0] == "start":
+            self.caller = sender
+            child = self.createActor(Recorder)
+            self.send(child, Start(msg[1], {"mode": msg[1]}, {}, f"t/{msg[1]}"))
+        elif isinstance(msg, Crashed):
+            JOURNAL.append((("crash-report", any(e == "stop" for e, _ in JOURNAL)),
+                            threading.get_ident()))
+            self.send(self.caller, msg)
+        elif isinstance(msg, Started):
+            self.send(self.caller, msg)
+
+
 @pytest.fixture
 def fs():
     JOURNAL.clear()
     BRIDGES.clear()
     system = FleetSystem("inprocess")
     system.runner.max_sleep = 30.0
-    system.runner.driver.hot = inline.HOT | {"HotPing"}
+    system.runner.driver.hot = inline.HOT | {"HotPing", "Count"}
     yield system
     system.shutdown()
 
@@ -111,6 +151,9 @@ def post_when_runner_sleeps(fs, item, hold_lock_s: float = 0.0):
         while drv.runner_wakes_at == float("inf"):
             time.sleep(0.01)
         time.sleep(0.05)
+        while not drv.lock.acquire(blocking=False):   # the runner is out of the base
+            time.sleep(0.01)
+        drv.lock.release()
         if hold_lock_s:
             held = threading.Event()
 
@@ -179,15 +222,43 @@ def test_a_timer_set_inline_wakes_the_runner_in_time(fs):
 
 
 def test_a_crash_inline_leaves_its_clean_up_to_the_runner_before_anything_else(fs):
-    start(fs, "crash")
+    watcher = fs.create(Watcher)
+    assert isinstance(fs.ask(watcher, ("start", "crash"), 5, expect=Started), Started)
     crashed, took = post_and_listen(fs)
     assert took < 5
     assert isinstance(crashed, Crashed), crashed
     assert "crash in an inline run" in crashed.error
     assert threads_of(("wake", "update")) == threads_of("posted")
-    # on_stop joins loop threads: it ran on the runner's thread, not the poster's.
+    # on_stop joins loop threads: it ran on the runner's thread, not the poster's, and before
+    # the crash report reached the parent, as it does when the crash is not inline.
     assert threads_of("stop") == [threading.get_ident()]
+    assert threads_of(("crash-report", True)) == [threading.get_ident()]
     assert fs.runner.driver.deferred == []
+
+
+def test_a_long_hot_chain_is_cut_and_the_runner_finishes_it_in_order(fs):
+    start(fs, "long")
+    report, took = post_and_listen(fs)
+    assert isinstance(report, Report), report
+    assert took < 5
+    counts = [(e[1], tid) for e, tid in JOURNAL if isinstance(e, tuple) and e[0] == "count"]
+    assert [n for n, _ in counts] == list(range(LONG_CHAIN))
+    poster = threads_of("posted")[0]
+    inline_part = inline.MAX_INLINE - 1      # the bridge wake-up was the first delivery
+    assert {tid for _, tid in counts[:inline_part]} == {poster}
+    assert {tid for _, tid in counts[inline_part:]} == {threading.get_ident()}
+
+
+def test_loop_thread_stop_from_its_own_thread_does_not_join_itself():
+    from system.loopthread import LoopThread
+    lt = LoopThread("self-stop")
+    got = []
+    lt.loop.call_soon_threadsafe(lambda: got.append(lt.stop(1.0)))
+    deadline = time.monotonic() + 5
+    while lt.alive and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert got == [False]          # refused to join itself (a join would have raised)
+    assert not lt.alive            # and the loop still stopped once the callback returned
 
 
 def test_a_post_from_inside_a_delivery_never_nests(fs):
