@@ -204,12 +204,9 @@ class FleetActor(Actor):
                        traceback.format_exc())
         if self.parent is not None:
             self.send(self.parent, Crashed(self.child_id, detail[:500]))
-        drv = inline.current() if inline.in_inline_run() else None
-        if drv is not None:
-            # On a loop thread (system/inline.py): on_stop may join this very thread, so the
-            # runner runs it, before it delivers anything else.
-            drv.defer(self._stop_after_crash)
-        else:
+        # In an inline run (a loop thread, system/inline.py) on_stop may join this very
+        # thread: the runner runs it then, before it delivers anything else.
+        if not inline.defer_if_inline(self._stop_after_crash):
             self._stop_after_crash()
         self.send(self.myAddress, ActorExitRequest())
 

@@ -56,9 +56,13 @@ def current() -> "InlineDriver | None":
     return getattr(_state, "driver", None) if _inside() else None
 
 
-def in_inline_run() -> bool:
-    """True while this thread delivers messages inline (not on the runner's thread)."""
-    return getattr(_state, "inline", False)
+def defer_if_inline(fn) -> bool:
+    """In an inline run (on a loop thread, not the runner's): leave `fn()` to the runner, which
+    calls it before it delivers anything else, and return True. Otherwise False (call it now)."""
+    if not getattr(_state, "inline", False):
+        return False
+    _state.driver.deferred.append(fn)
+    return True
 
 
 def _inside() -> bool:
@@ -182,23 +186,15 @@ class InlineDriver:
         finally:
             self.stats["inline_deliveries"] += done
 
-    def defer(self, fn) -> None:
-        """From an inline run: let the runner call `fn()` before its next delivery."""
-        self.deferred.append(fn)
-
     def _responses_waiting(self) -> bool:
         ext = self.base.actorRegistry.get("System:ExternalRequester")
         return bool(getattr(getattr(ext, "instance", None), "responses", None))
 
     def _timer_before_runner_wakes(self) -> bool:
-        next_due = getattr(self.base, "_tgfleet_next_due", None)
-        if next_due is None:
-            return bool(self.base._wakeUps)
-        due = next_due()
+        due = self.base._tgfleet_next_due()    # runner.install_wakeup_fast_path
         if due == math.inf:
             return False
         return time.monotonic() + (due - currentTime()) < self.runner_wakes_at
-
 
     def close(self) -> None:
         """After the system shut down: no more inline runs (bridges may outlive it)."""

@@ -105,6 +105,7 @@ class InProcessRunner:
         self.extra_fds: dict[int, object] = {}     # fd -> callable(fd), e.g. a signal pipe
         external = self.base.actorRegistry["System:ExternalRequester"].address
         self.driver = inline.InlineDriver(self.base, external)
+        self.extra_fds[self.driver.wake_fd] = lambda fd: self.driver.clear_wake()
 
     def _until_next_timer(self, limit: float) -> float:
         if self.base._pendingSends:
@@ -125,9 +126,7 @@ class InProcessRunner:
             with drv.runner_hold():   # runs a crash clean-up an inline run left, first
                 drv.runner_wakes_at = math.inf    # awake: an inline run leaves work to us
                 for fd in ready:
-                    if fd == drv.wake_fd:
-                        drv.clear_wake()
-                    elif fd in self.extra_fds:
+                    if fd in self.extra_fds:
                         self.extra_fds[fd](fd)
                     elif fd in fds:
                         addr, br = fds[fd]
@@ -144,7 +143,7 @@ class InProcessRunner:
                 if left <= 0:
                     return None
                 fds = {fd: (addr, br) for fd, addr, br in bridge.registered()}
-                watch = list(fds) + list(self.extra_fds) + [drv.wake_fd]
+                watch = list(fds) + list(self.extra_fds)
                 wait = self._until_next_timer(min(left, self.max_sleep))
                 drv.runner_wakes_at = time.monotonic() + wait
             try:
