@@ -23,6 +23,7 @@ from thespian.actors import (Actor, ActorExitRequest, ChildActorExited, PoisonMe
 
 from messages.lifecycle import (BridgeWake, ChildInfo, Crashed, EnvUpdate, Probe, ProbeReply, Start, Started,
                                 Stop)
+from messages.routing import HostedAddress, Routed
 from system import inline, placement
 from system.bridge import Bridge
 from system.procguard import guard_actor_process
@@ -64,6 +65,10 @@ class FleetActor(Actor):
 
     # ---- thespian entry point ---------------------------------------------------------
     def receiveMessage(self, msg, sender):
+        if type(msg) is Routed:   # from an actor hosted in another process (messages/routing.py)
+            if msg.source is not None:
+                sender = msg.source
+            msg = msg.msg
         try:
             self._dispatch(msg, sender)
         except Exception as exc:  # let it crash: report, clean up, exit
@@ -75,6 +80,14 @@ class FleetActor(Actor):
                 fds.append(bridge.fd)
             return ThespianWatch(fds)
         return bridge.watch() if bridge is not None and not bridge.closed else None
+
+    def send(self, targetAddr, msg):  # noqa: N803 - thespian's signature
+        """thespian's send, plus addresses of actors hosted in another actor's process: those
+        are reached through their host (messages/routing.py)."""
+        if type(targetAddr) is HostedAddress and targetAddr.host is not None:
+            msg = Routed(targetAddr, msg)
+            targetAddr = targetAddr.host
+        super().send(targetAddr, msg)
 
     def _dispatch(self, msg, sender):
         if isinstance(msg, (WatchMessage, BridgeWake)):
@@ -307,6 +320,13 @@ class FleetActor(Actor):
 
     def on_bridge(self, item):
         """An item posted to `self.bridge` from a background thread."""
+
+    def left_behind(self) -> str:
+        """After on_stop: what this actor could not stop (a library thread that would not end),
+        "" when nothing. An actor with a process of its own leaves nothing in any case: the
+        process ends. A host running it inside its own process (actors/hosted.py) ends that
+        process instead, since nothing else would stop what is left."""
+        return ""
 
     def on_timer(self, name: str):
         """A timer set with `every()` or `after()` fired."""

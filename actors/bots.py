@@ -7,25 +7,33 @@ on and shown as failed, while every other bot keeps running.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 
 from actors.backends.registry import BACKENDS
 from actors.hosted import HostingSupervisor
-from actors.supervisor import REST_FOR_ONE
+from actors.supervisor import REST_FOR_ONE, Supervisor
 from system import placement
 from system.procguard import in_own_process
-from messages.lifecycle import AddChild, ChildSpec
+from messages.lifecycle import AddChild, ChildSpec, WhereIs
+from messages.routing import Routed
 from messages.store import ListBotConfigs, PutBotConfig, StoreReply
 
 
 
-def bot_group_spec(cfg: dict, data_dir: str, sup_args: dict) -> ChildSpec:
-    """The BotGroup child spec for one validated bot config."""
+def bot_group_spec(cfg: dict, data_dir: str, sup_args: dict, paired: bool = False) -> ChildSpec:
+    """The BotGroup child spec for one validated bot config. PAIRED: the group is a process of
+    its own with its backend and bot hosted in it (`system.process_unit = "bot"`)."""
     name = cfg["name"]
     backend_args = dict(cfg, data_dir=os.path.join(data_dir, "sessions", name))
     # host: the backend and bot on that member host; the group itself runs hosted in the bots
     # supervisor's process (actors/hosted.py) and creates them there (system/placement.py).
+    # Paired, the group is created there and hosts them.
     where = placement.requirements_for(cfg.get("host", ""))
+    group_where = None
+    if paired:
+        group_where, where = where, None
+        backend_args["lanes"] = False   # same process as its bot: nothing to stream over
     children = [
         ChildSpec("backend", BACKENDS[cfg["library"]], backend_args, kind="backend",
                   shutdown_timeout=10, requirements=where),
@@ -36,17 +44,22 @@ def bot_group_spec(cfg: dict, data_dir: str, sup_args: dict) -> ChildSpec:
             "probe_interval": sup_args.get("probe_interval", 2.0),
             "probe_misses": sup_args.get("probe_misses", 3),
             "backoff": sup_args.get("backoff", {})}
-    return ChildSpec(name, "actors.supervisor.BotGroup", args, kind="supervisor",
-                     shutdown_timeout=20)
+    group_class = "actors.hosted.PairedBotGroup" if paired else "actors.supervisor.BotGroup"
+    return ChildSpec(name, group_class, args, kind="supervisor", shutdown_timeout=20,
+                     requirements=group_where)
 
 
 class BotsSupervisor(HostingSupervisor):
-    """Start.args: bots (config-file bots), data_dir, plus the usual supervisor args.
+    """Start.args: bots (config-file bots), data_dir, process_unit, plus the usual supervisor
+    args.
 
     Its children, one BotGroup per bot, run hosted in this process (actors/hosted.py): a
-    group's backend and bot are processes of their own, the group is not."""
+    group's backend and bot are processes of their own, the group is not. With
+    `process_unit = "bot"` on the processes base it is the other way round: each group is a
+    process and its backend and bot run hosted in it (one process per bot)."""
 
     def on_start(self, args):
+        self.paired = args.get("process_unit") == "bot" and in_own_process()
         self.data_dir = args.get("data_dir", "./var")
         self.file_bots = list(args.get("bots", []))
         self.group_args = {k: args[k] for k in ("probe_interval", "probe_misses", "backoff")
@@ -67,7 +80,7 @@ class BotsSupervisor(HostingSupervisor):
                 self.log.error("bot %s not started: host %r needs system.base = 'processes'",
                                cfg.get("name"), cfg["host"])
                 continue
-            spec = bot_group_spec(cfg, self.data_dir, self.group_args)
+            spec = bot_group_spec(cfg, self.data_dir, self.group_args, self.paired)
             try:
                 self.add_spec(spec)
             except ValueError as exc:
@@ -78,9 +91,24 @@ class BotsSupervisor(HostingSupervisor):
         self.advance()
 
     def add_bot(self, cfg: dict, request_id: str = "", reply_to=None):
-        spec = bot_group_spec(cfg, self.data_dir, self.group_args)
+        spec = bot_group_spec(cfg, self.data_dir, self.group_args, self.paired)
         self.on_AddChild(AddChild(spec, bool(cfg.get("enabled", True)), request_id),
                          reply_to or self.myAddress)
+
+    def create_child_actor(self, child):
+        if self.paired:   # a process of its own, which hosts the group's children
+            return Supervisor.create_child_actor(self, child)
+        return super().create_child_actor(child)
+
+    def on_WhereIs(self, msg: WhereIs, sender):
+        """"<group>/<child>" when groups are processes: asked of the group on SENDER's behalf
+        (messages/routing.py), so the answer goes straight back to SENDER."""
+        group_id, sep, rest = msg.child_id.partition("/")
+        child = self.children.get(group_id)
+        if self.paired and sep and child is not None and child.state == "running":
+            self.send(child.addr, Routed(None, dataclasses.replace(msg, child_id=rest), sender))
+            return
+        super().on_WhereIs(msg, sender)
 
     def on_StoreReply(self, msg: StoreReply, sender):
         if msg.request_id != "bots:list":

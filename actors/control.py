@@ -244,10 +244,12 @@ class ControlActor(FleetActor):
                 raise AdminError(f"store refused the config: {msg.error}")
             from actors.bots import bot_group_spec
             from messages.lifecycle import AddChild
-            sup = self.config.get("supervision", {})
-            spec = bot_group_spec(cfg, os.path.abspath(self.config.get("system", {}).get(
-                "data_dir", "./var")), {"probe_interval": sup.get("probe_interval_s", 2.0),
-                                        "probe_misses": sup.get("probe_misses", 3)})
+            from system.procguard import in_own_process
+            sup, sysc = self.config.get("supervision", {}), self.config.get("system", {})
+            paired = sysc.get("process_unit") == "bot" and in_own_process()
+            spec = bot_group_spec(cfg, os.path.abspath(sysc.get("data_dir", "./var")),
+                                  {"probe_interval": sup.get("probe_interval_s", 2.0),
+                                   "probe_misses": sup.get("probe_misses", 3)}, paired)
             key = self.expect(conn, rid, added, "the bots supervisor")
             self.send(self.service("bots"), AddChild(spec, bool(cfg["enabled"]), key))
 

@@ -27,29 +27,19 @@ from __future__ import annotations
 import collections
 import dataclasses
 import importlib
+import logging
 import os
 import signal
 
-from thespian.actors import ActorAddress, ActorExitRequest, ChildActorExited, WakeupMessage
+from thespian.actors import (ActorExitRequest, ChildActorExited, ThespianWatch, WakeupMessage,
+                             WatchMessage)
 
-from actors.supervisor import Supervisor
+from actors.supervisor import BotGroup, Supervisor
 from messages.lifecycle import ChildAddress, Start, Started, WhereIs
+from messages.routing import HostedAddress, Routed
 from system import placement
 
 _WAKE_TAG = "hosted"
-
-
-class HostedAddress(ActorAddress):
-    """The address of a hosted actor, unique per incarnation. An ActorAddress (thespian's
-    `send` accepts nothing else) that never reaches thespian's transport: the host delivers it.
-    Unlike thespian's own addresses it is hashable (the host keeps its groups by it)."""
-
-    def __init__(self, path: str, seq: int):
-        super().__init__(f"hosted:{path}#{seq}")
-        self.path = path
-
-    def __hash__(self):
-        return hash(self.addressDetails)
 
 
 class HostedRef:
@@ -99,16 +89,22 @@ class GroupHost:
     # ---- the Supervisor hook: a child is an object here, not a new actor -------------------
     def create_child_actor(self, child):
         self._hosted_seq += 1
-        addr = HostedAddress(f"{self.path}/{child.spec.id}", self._hosted_seq)
+        addr = HostedAddress(f"{self.path}/{child.spec.id}", self._hosted_seq,
+                             self.reachable_host())
         inst = import_class(child.spec.actor_class)()
         inst._myRef = HostedRef(self, addr)
         inst.inherited_pids = self.hosted_graves.pop(child.spec.id, {})
         self.hosted[addr] = inst
         return addr
 
+    def reachable_host(self):
+        """The address hosted children are reached through from other processes; None: they
+        are known only in this process (a bot group needs no address outside it)."""
+        return None
+
     # ---- transport ------------------------------------------------------------------------
     def send(self, target, msg):
-        if isinstance(target, HostedAddress):
+        if isinstance(target, HostedAddress) and target.host in (None, self.myAddress):
             if isinstance(msg, Start):
                 # Same process as its parent: no parent pid to bind to (the check that this
                 # process's parent is the supervisor would fail, and kill the host).
@@ -125,6 +121,14 @@ class GroupHost:
             super().send(target, msg)   # to a real actor, from this process's address
 
     def receiveMessage(self, msg, sender):  # noqa: N802 - thespian's name
+        if type(msg) is Routed and msg.target is not None:   # for a hosted actor, from afar
+            if msg.source is not None:
+                sender = msg.source
+            if msg.target in self.hosted:
+                self._deliver(msg.target, msg.msg, sender)
+            # else: for an incarnation that has exited (dropped, as thespian drops those)
+            self._drain()
+            return self.host_watch(None)
         try:
             owner, msg = self._owner_of(msg, sender)
         except Exception as exc:   # let it crash, as FleetActor does for its own handlers
@@ -136,7 +140,12 @@ class GroupHost:
             result = None
             self._deliver(owner, msg, sender)
         self._drain()
-        return result
+        return self.host_watch(result)
+
+    def host_watch(self, own):
+        """What receiveMessage returns to thespian: the host's own watch (hosted supervisors
+        watch nothing)."""
+        return own
 
     def _owner_of(self, msg, sender):
         """(the hosted group a message from thespian is for, or None for the host itself; the
@@ -260,3 +269,92 @@ class GroupHost:
 
 class HostingSupervisor(GroupHost, Supervisor):
     """A Supervisor whose children (supervisors themselves) all run hosted in its process."""
+
+
+class LeafHost(GroupHost):
+    """Mixin for a supervisor whose children are leaf actors (a bot's backend and the bot) run
+    hosted in its own process: one process per bot instead of one per actor
+    (`system.process_unit = "bot"`). Put it first: `class PairedBotGroup(LeafHost, BotGroup)`.
+
+    Unlike hosted bot groups, these children talk to the whole system (the rate limiter, the
+    store, the metrics exporter, control) and are talked to: their addresses carry this
+    process's address (messages/routing.py), what they send to real actors leaves as `Routed`
+    with them as its source, and they keep the descriptors they watch (a backend's bridge):
+    this process watches the union and hands each child the ones that are ready. They never
+    create actors, so this process, which runs their threads, never forks."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._child_fds: dict[HostedAddress, list] = {}
+
+    def reachable_host(self):
+        return self.myAddress
+
+    def send_from_hosted(self, source: HostedAddress, target, msg):
+        if type(msg) is Routed and target == self.myAddress:
+            # FleetActor.send wrapped a sibling's address: it lives here, or lived here.
+            if msg.target not in self.hosted:
+                return   # an incarnation that has exited (thespian drops those too)
+            target, msg = msg.target, msg.msg
+        if target == self.myAddress or (isinstance(target, HostedAddress) and target in self.hosted):
+            self._local.append((target, msg, source))
+            return
+        if type(msg) is Routed:    # to an actor hosted in another process
+            msg = Routed(msg.target, msg.msg, source)
+        else:
+            msg = Routed(None, msg, source)
+        super(GroupHost, self).send(target, msg)
+
+    def receiveMessage(self, msg, sender):  # noqa: N802 - thespian's name
+        if isinstance(msg, WatchMessage):
+            ready = set(getattr(msg, "ready", ()) or ())
+            for addr, fds in list(self._child_fds.items()):
+                mine = [fd for fd in fds if fd in ready]
+                if mine:
+                    self._deliver(addr, WatchMessage(mine), sender)
+            self._drain()
+            return self.host_watch(None)
+        return super().receiveMessage(msg, sender)
+
+    def _deliver(self, addr: HostedAddress, msg, sender):
+        inst = self.hosted.get(addr)
+        if inst is None:
+            return
+        watch = inst.receiveMessage(msg, sender)
+        if addr in self.hosted:
+            self._child_fds[addr] = list(watch.filenos) if isinstance(watch, ThespianWatch) else []
+        if isinstance(msg, ActorExitRequest):
+            self._end_hosted(addr, inst)
+
+    def _end_hosted(self, addr: HostedAddress, inst):
+        self._child_fds.pop(addr, None)
+        left = inst.left_behind() if hasattr(inst, "left_behind") else ""
+        if left:
+            # e.g. a library thread that would not stop: still connected, so its successor
+            # here would share its session. Its own process would have ended: end this one
+            # (the parent sees it exit, as after a SIGKILL, and starts the group again).
+            self.log.error("%s: %s left %s running after it stopped; ending this process so "
+                           "nothing of it survives", self.path, addr.path, left)
+            logging.shutdown()
+            os._exit(70)
+        super()._end_hosted(addr, inst)
+
+    def host_watch(self, own):
+        fds = [fd for fds in self._child_fds.values() for fd in fds]
+        if isinstance(own, ThespianWatch):
+            fds.extend(own.filenos)
+        return ThespianWatch(fds) if fds else own
+
+    def on_Started(self, msg: Started, sender):
+        # A hosted child runs in this process: its pid is this one (shown by `ctl status`; a
+        # supervisor never signals its own pid).
+        super(GroupHost, self).on_Started(msg, sender)
+
+    def on_WhereIs(self, msg: WhereIs, sender):
+        super(GroupHost, self).on_WhereIs(msg, sender)   # children are reachable: their address
+
+
+class PairedBotGroup(LeafHost, BotGroup):
+    """A bot group that is a process of its own, with its backend and bot hosted in it
+    (`system.process_unit = "bot"`): one process per bot. Every bot is still isolated from the
+    others; the bot and its backend share a fate, as rest_for_one already makes them do."""

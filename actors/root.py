@@ -39,6 +39,7 @@ def root_children(cfg: dict) -> list[ChildSpec]:
         ChildSpec("eventbus", "actors.eventbus.EventBus", {}, kind="eventbus"),
         ChildSpec("bots", "actors.bots.BotsSupervisor",
                   {"bots": cfg.get("bots", []), "data_dir": data_dir,
+                   "process_unit": sysc["process_unit"],
                    "strategy": ONE_FOR_ONE, "intensity_scope": "child",
                    "intensity": sup["bot_intensity"], "period": sup["bot_period_s"],
                    "probe_interval": sup["probe_interval_s"],

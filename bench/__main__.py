@@ -74,6 +74,9 @@ def parse_args(argv):
                    help="crowd msg/s over the 10 bots during recovery (default 50: load, not overload)")
     p.add_argument("--tgfleet-library", choices=["telethon", "pyrogram"], default="telethon",
                    help="client library of tgfleet's bots (default telethon, as baseline (a))")
+    p.add_argument("--process-unit", choices=["config", "actor", "bot"], default="config",
+                   help="tgfleet processes base: one process per actor or per bot (system."
+                        "process_unit; default: what the config defaults to)")
     p.add_argument("--provisioned", action="store_true",
                    help="baselines use pre-shared auth keys (default: key exchange + token, as tgfleet)")
     p.add_argument("--ksm", choices=list(ksm.MODES), default="on",
@@ -123,6 +126,7 @@ def params(args) -> dict:
         "fidelity_bots": 10, "fidelity_users": args.fidelity_users, "fidelity_rate": args.fidelity_rate,
         "fidelity_seconds": args.fidelity_seconds, "fidelity_warmup_s": 3.0,
         "fidelity_base": args.fidelity_base, "tgfleet_library": args.tgfleet_library,
+        "process_unit": args.process_unit,
     }
 
 

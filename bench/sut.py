@@ -218,6 +218,8 @@ class TgfleetSUT(SUT):
         lines = [
             "[system]", f"base = {_toml(self.base)}", f"admin_port = {self.ports['admin']}",
             f"memory_merge = {_toml(o.get('memory_merge', 'auto'))}",
+            *([f"process_unit = {_toml(o['process_unit'])}"]
+              if o.get("process_unit", "config") != "config" else []),
             f"data_dir = {_toml(str(self.data_dir))}", "",
             "[control]", f"port = {self.ports['control']}", "",
             "[metrics]", f"port = {self.ports['metrics']}", "",

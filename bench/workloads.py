@@ -75,7 +75,8 @@ def sut_options(p: dict, echo: bool) -> dict:
     o = {"provisioned": p.get("provisioned", False), "pyrogram_cache": p.get("pyrogram_cache", 0),
          "tgfleet_library": p.get("tgfleet_library", "telethon"),
          "tgfleet_log_level": p.get("tgfleet_log_level", "WARNING"),
-         "memory_merge": ksm.HOLD.fleet_setting}
+         "memory_merge": ksm.HOLD.fleet_setting,
+         "process_unit": p.get("process_unit", "config")}
     if echo:
         o["tgfleet_ratelimit"] = OPEN_RATELIMIT
     return o

@@ -32,6 +32,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "shutdown_timeout_s": 15.0,
         "cpu_affinity": "auto",       # auto | none | cores like "1" or "0,2-3" (system/affinity.py)
         "memory_merge": "auto",       # auto | on | off: kernel same-page merging (system/memmerge.py)
+        # processes base: "bot" = one process per bot (its backend and bot hosted in it,
+        # actors/hosted.py), "actor" = one process per actor. No effect in one process.
+        "process_unit": "bot",
         # Several hosts (system/placement.py): this system's name, which bots name in `host`;
         # and, on a member (`tgfleet member`), the leader's admin as "HOST:PORT".
         "host": "",
@@ -65,6 +68,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 CHOICES = {
     ("system", "base"): ("inprocess", "processes"),
     ("system", "memory_merge"): ("auto", "on", "off"),
+    ("system", "process_unit"): ("actor", "bot"),
     ("store", "synchronous"): ("FULL", "NORMAL"),
     ("log", "level"): ("DEBUG", "INFO", "WARNING", "ERROR"),
 }

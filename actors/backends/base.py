@@ -922,33 +922,37 @@ class BackendActor(FleetActor):
         the bot can retry it elsewhere. Every wait is bounded by stop_timeout_s."""
         if not hasattr(self, "cfg"):
             return
-        blob = None
-        if self.engine_started:
-            try:
-                blob = self.engine_stop(self.cfg["stop_timeout_s"])
-            except Exception as exc:
-                self.log.warning("%s: clean disconnect failed: %s", self.path, describe(exc))
-        if blob is not None and self.login_state == "ready":
-            try:
-                self._persist(blob, "stop")
-            except OSError as exc:
-                self.log.warning("%s: session not saved at stop: %s", self.path, exc)
-        for action_id, action, reply_to, bot in list(self.in_flight.values()) + \
-                list(self.queue):
-            self._out_results.append((reply_to, bot, ActionResult(
-                action_id, False, "network", "backend stopped before the action completed")))
-        self.in_flight.clear()
-        self.queue.clear()
-        self._flush_out()
-        if self.bot_lane is not None:
-            self.bot_lane.flush()
-            self._drop_bot_lane()
-        if self.lane_listener is not None:
-            self.unwatch_fd(self.lane_listener.fd)
-            self.lane_listener.close()
-            self.lane_listener = None
-        if self.session_lock is not None:
-            self.session_lock.release()   # after the session was saved and the client closed
+        try:
+            blob = None
+            if self.engine_started:
+                try:
+                    blob = self.engine_stop(self.cfg["stop_timeout_s"])
+                except Exception as exc:
+                    self.log.warning("%s: clean disconnect failed: %s", self.path, describe(exc))
+            if blob is not None and self.login_state == "ready":
+                try:
+                    self._persist(blob, "stop")
+                except OSError as exc:
+                    self.log.warning("%s: session not saved at stop: %s", self.path, exc)
+            for action_id, action, reply_to, bot in list(self.in_flight.values()) + \
+                    list(self.queue):
+                self._out_results.append((reply_to, bot, ActionResult(
+                    action_id, False, "network", "backend stopped before the action completed")))
+            self.in_flight.clear()
+            self.queue.clear()
+            self._flush_out()
+            if self.bot_lane is not None:
+                self.bot_lane.flush()
+                self._drop_bot_lane()
+            if self.lane_listener is not None:
+                self.unwatch_fd(self.lane_listener.fd)
+                self.lane_listener.close()
+                self.lane_listener = None
+        finally:
+            # Even if the clean-up above failed: with one process per bot a backend restarted
+            # after a crash is a new actor in this same process, and must find the lock free.
+            if self.session_lock is not None:
+                self.session_lock.release()   # after the session was saved and the client closed
 
     # ---- engine hooks (subclasses) --------------------------------------------------------
     def engine_start(self, body: dict | None):
@@ -983,6 +987,14 @@ class BackendActor(FleetActor):
     def engine_stop(self, timeout: float):
         """Disconnect and stop the library thread (bounded); return the final blob or None."""
         raise NotImplementedError
+
+    def left_behind(self) -> str:
+        return self.engine_left_running() if getattr(self, "engine_started", False) else ""
+
+    def engine_left_running(self) -> str:
+        """After engine_stop: what of the library still runs (e.g. "the asyncio loop thread"),
+        "" when it all stopped."""
+        return ""
 
     def engine_timer(self, name: str):
         """Timers of the engine itself (TDLib's recycling)."""
@@ -1140,6 +1152,10 @@ class AsyncioBackend(BackendActor):
             floors.release()
             loop.stop(timeout)
         return blob
+
+    def engine_left_running(self):
+        loop = getattr(self, "loop", None)
+        return "its asyncio loop thread" if loop is not None and loop.alive else ""
 
     def engine_stats(self):
         gate = getattr(self, "read_gate", None)

@@ -306,7 +306,11 @@ class TdlibBackend(BackendActor):
             thread.join(timeout)
         if not td.close(timeout=timeout):
             self.log.warning("%s: TDLib did not close within %.1fs", self.path, timeout)
+            self.td_unclosed = True
         return None
+
+    def engine_left_running(self):
+        return "a TDLib client that did not close" if getattr(self, "td_unclosed", False) else ""
 
     def engine_stats(self):
         return {"clients_created": 1 if getattr(self, "td", None) else 0,

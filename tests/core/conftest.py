@@ -93,5 +93,37 @@ def start_tree(fleet):
     return _start
 
 
+class StartedHost:
+    """A started supervisor that hosts its children (actors/hosted.py), created by the test's
+    system: its status rows by path, where its children are, waiting on its rows."""
+
+    def __init__(self, fleet, actor_class: str, args: dict, path: str):
+        self.fleet = fleet
+        self.host = fleet.create(actor_class)
+        reply = fleet.ask(self.host, Start(path, args, {}, path), 30, expect=Started)
+        assert isinstance(reply, Started), f"{path} did not start: {reply!r}"
+        self.pid = reply.pid
+
+    def rows(self):
+        st = self.fleet.ask(self.host, TreeStatusRequest("t"), 5, expect=TreeStatus)
+        assert st is not None, "the host did not answer a status request"
+        return {r.path: r for r in st.rows}
+
+    def where(self, child_id):
+        r = self.fleet.ask(self.host, WhereIs(child_id, "w"), 5, expect=ChildAddress)
+        assert r is not None, f"no answer for {child_id}"
+        return r
+
+    def wait(self, predicate, timeout=15.0, what="condition"):
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            last = self.rows()
+            if predicate(last):
+                return last
+            self.fleet.listen(0.05) if self.fleet.runner else time.sleep(0.05)
+        raise AssertionError(f"{what} not met within {timeout}s; last rows: {last}")
+
+
 def worker(cid, **args):
     return ChildSpec(cid, "tests.support.actors.Worker", args)

@@ -12,9 +12,8 @@ import time
 import psutil
 import pytest
 
-from messages.lifecycle import (ChildAddress, ChildSpec, Start, Started, Stop, TreeStatus,
-                                TreeStatusRequest, WhereIs)
-from tests.core.conftest import worker
+from messages.lifecycle import ChildSpec, Stop, WhereIs
+from tests.core.conftest import StartedHost, worker
 from tests.support.actors import Boom
 
 
@@ -26,39 +25,15 @@ def _group(gid, journal, cls="actors.supervisor.Supervisor"):
         kind="supervisor", shutdown_timeout=10)
 
 
-class Hosted:
+class Hosted(StartedHost):
     """A started HostingSupervisor with two hosted groups, g1 and g2."""
 
     def __init__(self, fleet, tmp_path, g1_class="actors.supervisor.Supervisor"):
-        self.fleet = fleet
         self.journal = str(tmp_path / "journal.txt")
-        self.host = fleet.create("actors.hosted.HostingSupervisor")
         args = {"children": [_group("g1", self.journal, g1_class), _group("g2", self.journal)],
                 "probe_interval": 0.2, "intensity_scope": "child", "intensity": 5, "period": 30,
                 "backoff": {"base_s": 0.02, "max_s": 0.2}}
-        reply = fleet.ask(self.host, Start("host", args, {}, "host"), 30, expect=Started)
-        assert isinstance(reply, Started), f"host did not start: {reply!r}"
-        self.pid = reply.pid
-
-    def rows(self):
-        st = self.fleet.ask(self.host, TreeStatusRequest("t"), 5, expect=TreeStatus)
-        assert st is not None, "the host did not answer a status request"
-        return {r.path: r for r in st.rows}
-
-    def where(self, child_id):
-        r = self.fleet.ask(self.host, WhereIs(child_id, "w"), 5, expect=ChildAddress)
-        assert r is not None, f"no answer for {child_id}"
-        return r
-
-    def wait(self, predicate, timeout=15.0, what="condition"):
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            last = self.rows()
-            if predicate(last):
-                return last
-            self.fleet.listen(0.05) if self.fleet.runner else time.sleep(0.05)
-        raise AssertionError(f"{what} not met within {timeout}s; last rows: {last}")
+        super().__init__(fleet, "actors.hosted.HostingSupervisor", args, "host")
 
     def lines(self):
         return open(self.journal).read().splitlines() if os.path.exists(self.journal) else []

@@ -14,10 +14,15 @@ BURST = 8
 
 
 def test_updates_held_by_a_killed_bot_are_answered_by_its_successor(tmp_path):
+    # One process per actor: the bot dies alone (with one per bot, the default, its backend
+    # would die with it: tests/e2e/test_group_kill_saved_state.py)
     fleet = start_fleet(tmp_path, "processes", localtg=True, demo_bots=0,
-                        wait_for="0 of 0 bots running")
+                        wait_for="0 of 0 bots running", process_unit="actor")
     try:
         tg, alice, bot = slow_echo_bot(fleet)
+        # separate processes: their hot-path messages take a lane (system/lane.py)
+        wait_until(lambda: "lane=yes" in actors(fleet)["root/bots/echo/bot"]["info"], 15,
+                   what="the bot's lane to its backend")
 
         texts, answered = send_burst(tg, alice, bot, BURST)
         # The chat's burst (2) goes out at once; the rest wait for the chat limit in the bot.

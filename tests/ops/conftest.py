@@ -16,11 +16,13 @@ from system.boot import free_port, port_open
 REPO = Path(__file__).resolve().parents[2]
 
 
-def write_config(tmp_path, base, localtg=False, demo_bots=0, extra=""):
+def write_config(tmp_path, base, localtg=False, demo_bots=0, extra="", process_unit=None):
     ports = {k: free_port() for k in ("admin", "control", "metrics")}
+    unit = f'process_unit = "{process_unit}"' if process_unit else ""
     cfg = f"""
 [system]
 base = "{base}"
+{unit}
 admin_port = {ports['admin']}
 data_dir = "{tmp_path / 'var'}"
 shutdown_timeout_s = 20.0

@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass
 
 from actors.base import FleetActor
+from actors.hosted import LeafHost
 from actors.supervisor import Supervisor
 from messages.lifecycle import ProbeReply
 
@@ -97,6 +98,9 @@ class Worker(FleetActor):
     def on_BlockForever(self, msg, sender):
         time.sleep(3600)
 
+    def left_behind(self):
+        return "a pretend library thread" if self.args.get("leave_behind") else ""
+
     def on_stop(self):
         if hasattr(self, "cond"):
             with self.cond:
@@ -157,3 +161,40 @@ class FragileGroup(Supervisor):
         if msg.child_id == "crash":
             raise RuntimeError("group crash requested")
         super().on_WhereIs(msg, sender)
+
+
+class LeafPair(LeafHost, Supervisor):
+    """A supervisor whose workers run hosted in its own process (actors/hosted.py, LeafHost):
+    the mechanism of `system.process_unit = "bot"`, with test workers instead of a backend and
+    a bot."""
+
+
+@dataclass(frozen=True)
+class AskVia:
+    """Ask an Asker to send MSG to TARGET (any address, hosted ones too) as itself."""
+    target: object
+    msg: object
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What came back to an Asker, with who sent it (as the Asker saw it)."""
+    msg: object
+    sender: str
+
+
+class Asker(FleetActor):
+    """A real actor in a process of its own that talks to hosted actors the way any actor
+    does (`self.send`), and reports what comes back to whoever asked it."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.asker = None
+
+    def on_AskVia(self, msg, sender):
+        self.asker = sender
+        self.send(msg.target, msg.msg)
+
+    def on_unknown(self, msg, sender):
+        if self.asker is not None:
+            self.send(self.asker, Answer(msg, str(sender)))
