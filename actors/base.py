@@ -66,6 +66,11 @@ class FleetActor(Actor):
     # ---- thespian entry point ---------------------------------------------------------
     def receiveMessage(self, msg, sender):
         if type(msg) is Routed:   # from an actor hosted in another process (messages/routing.py)
+            if msg.target is not None:
+                # for an actor hosted where this one's address once was (a host that ended
+                # and left its port): not for this one
+                self.log.debug("%s: dropped a message for %s", self.path, msg.target)
+                return self._watch_result()
             if msg.source is not None:
                 sender = msg.source
             msg = msg.msg
@@ -73,6 +78,10 @@ class FleetActor(Actor):
             self._dispatch(msg, sender)
         except Exception as exc:  # let it crash: report, clean up, exit
             self._crash(exc)
+        return self._watch_result()
+
+    def _watch_result(self):
+        """What receiveMessage returns: the descriptors thespian's TCP base must watch."""
         bridge = self.bridge
         if self._watched:
             fds = list(self._watched)

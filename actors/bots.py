@@ -105,7 +105,10 @@ class BotsSupervisor(HostingSupervisor):
         (messages/routing.py), so the answer goes straight back to SENDER."""
         group_id, sep, rest = msg.child_id.partition("/")
         child = self.children.get(group_id)
-        if self.paired and sep and child is not None and child.state == "running":
+        if self.paired and child is not None and child.state == "running":
+            if not sep:
+                Supervisor.on_WhereIs(self, msg, sender)   # the group is a real actor then
+                return
             self.send(child.addr, Routed(None, dataclasses.replace(msg, child_id=rest), sender))
             return
         super().on_WhereIs(msg, sender)

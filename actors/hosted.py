@@ -1,4 +1,12 @@
-"""Supervisors hosted in their parent's process: the bot groups have no process of their own.
+"""Actors hosted in another actor's process, in two shapes.
+
+1. `GroupHost` (the bots supervisor, `system.process_unit = "actor"` or the in-process base):
+   the bot groups have no process of their own (below).
+2. `LeafHost` (`PairedBotGroup`, `system.process_unit = "bot"`, the processes base's default):
+   each bot group is a process and hosts its backend and bot, which stay reachable from every
+   process (messages/routing.py). See the class.
+
+Supervisors hosted in their parent's process: the bot groups have no process of their own.
 
 Why: on the processes base every actor is an OS process, and a bot group's supervisor (one per
 bot) does almost nothing, yet costs what any Python process costs here: ~5 MB PSS each even with
@@ -27,7 +35,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import importlib
-import logging
 import os
 import signal
 
@@ -89,7 +96,9 @@ class GroupHost:
     # ---- the Supervisor hook: a child is an object here, not a new actor -------------------
     def create_child_actor(self, child):
         self._hosted_seq += 1
-        addr = HostedAddress(f"{self.path}/{child.spec.id}", self._hosted_seq,
+        # the pid too: a later incarnation of this host may get the same port, and an answer
+        # meant for one of its predecessor's children must not reach a child of its own
+        addr = HostedAddress(f"{self.path}/{child.spec.id}", f"{os.getpid()}.{self._hosted_seq}",
                              self.reachable_host())
         inst = import_class(child.spec.actor_class)()
         inst._myRef = HostedRef(self, addr)
@@ -133,7 +142,7 @@ class GroupHost:
             owner, msg = self._owner_of(msg, sender)
         except Exception as exc:   # let it crash, as FleetActor does for its own handlers
             self._crash(exc)
-            return None
+            return self.host_watch(None)
         if owner is None:
             result = super().receiveMessage(msg, sender)
         else:
@@ -286,6 +295,7 @@ class LeafHost(GroupHost):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._child_fds: dict[HostedAddress, list] = {}
+        self._host_ending = False     # this process ends: its children are stopped, no check
 
     def reachable_host(self):
         return self.myAddress
@@ -306,6 +316,8 @@ class LeafHost(GroupHost):
         super(GroupHost, self).send(target, msg)
 
     def receiveMessage(self, msg, sender):  # noqa: N802 - thespian's name
+        if self._stopped and not isinstance(msg, ActorExitRequest):
+            return None   # stopped, children included: thespian ends this process next
         if isinstance(msg, WatchMessage):
             ready = set(getattr(msg, "ready", ()) or ())
             for addr, fds in list(self._child_fds.items()):
@@ -328,16 +340,27 @@ class LeafHost(GroupHost):
 
     def _end_hosted(self, addr: HostedAddress, inst):
         self._child_fds.pop(addr, None)
-        left = inst.left_behind() if hasattr(inst, "left_behind") else ""
+        left = "" if self._host_ending else inst.left_behind()
         if left:
-            # e.g. a library thread that would not stop: still connected, so its successor
-            # here would share its session. Its own process would have ended: end this one
-            # (the parent sees it exit, as after a SIGKILL, and starts the group again).
-            self.log.error("%s: %s left %s running after it stopped; ending this process so "
-                           "nothing of it survives", self.path, addr.path, left)
-            logging.shutdown()
-            os._exit(70)
+            # e.g. a library thread that would not stop: still connected, so a successor here
+            # would share its session. Its own process would have ended: this one does. The
+            # host crashes (reported to its parent, which starts the group again in a new
+            # process); its other children are stopped cleanly first (on_stop below).
+            del self.hosted[addr]
+            self._crash(RuntimeError(f"{addr.path} left {left} running after it stopped; "
+                                     f"this process ends with it"))
+            return
         super()._end_hosted(addr, inst)
+
+    def on_stop(self):
+        """The host itself ends (stopped, killed by its parent, crashed): whatever is still
+        hosted stops first, last started first, as thespian's exit would have done to actors
+        of their own. Nothing is restarted: the process ends."""
+        self._host_ending = True
+        for addr in reversed(list(self.hosted)):
+            self._deliver(addr, ActorExitRequest(), self.myAddress)
+        self._local.clear()   # their exit notices: nobody is left to act on them
+        super().on_stop()
 
     def host_watch(self, own):
         fds = [fd for fds in self._child_fds.values() for fd in fds]

@@ -27,7 +27,7 @@ class HostedAddress(ActorAddress):
     `send` accepts nothing else) that never reaches thespian's transport as a target: the host
     delivers it. Unlike thespian's own addresses it is hashable (hosts keep actors by it)."""
 
-    def __init__(self, path: str, seq: int, host: ActorAddress | None = None):
+    def __init__(self, path: str, seq: int | str, host: ActorAddress | None = None):
         where = f"@{host.addressDetails}" if host is not None else ""
         super().__init__(f"hosted:{path}#{seq}{where}")
         self.path = path

@@ -951,7 +951,9 @@ class BackendActor(FleetActor):
         finally:
             # Even if the clean-up above failed: with one process per bot a backend restarted
             # after a crash is a new actor in this same process, and must find the lock free.
-            if self.session_lock is not None:
+            # Not while the library still runs (still connected): the process ends then, and
+            # the kernel drops the lock with it (actors/hosted.py).
+            if self.session_lock is not None and not self.left_behind():
                 self.session_lock.release()   # after the session was saved and the client closed
 
     # ---- engine hooks (subclasses) --------------------------------------------------------

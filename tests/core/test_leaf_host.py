@@ -11,6 +11,7 @@ import time
 
 import psutil
 import pytest
+from thespian.actors import ActorExitRequest
 
 from messages.routing import HostedAddress, Routed
 from tests.core.conftest import StartedHost, worker
@@ -104,3 +105,21 @@ def test_a_hosted_worker_that_leaves_a_thread_running_ends_the_hosts_process(fle
         "the host kept running with a thread its ended child left behind"
     lines = open(p.journal).read().splitlines()
     assert "stop a" in lines       # a's own clean-up ran first
+    assert lines.count("stop b") == 2, lines     # and its sibling was stopped, not dropped
+    assert lines.count("start b") == 2 and lines.count("start a") == 1, lines
+
+
+def test_a_host_told_to_exit_stops_its_workers_first(fleet, tmp_path):
+    """thespian ends an actor told ActorExitRequest (a supervisor's forced stop, a kill from
+    another machine) after its on_stop: the host's on_stop must stop what it hosts, as
+    thespian's own exit did to actors with processes of their own."""
+    p = Pair(fleet, tmp_path)
+    proc = psutil.Process(p.pid)
+    fleet.tell(p.host, ActorExitRequest())
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and proc.is_running() and \
+            proc.status() != psutil.STATUS_ZOMBIE:
+        time.sleep(0.05)
+    assert not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
+    lines = open(p.journal).read().splitlines()
+    assert lines == ["start a", "start b", "stop b", "stop a"], lines
