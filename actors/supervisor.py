@@ -394,6 +394,7 @@ class Supervisor(FleetActor):
         child.addr = None
         cid = child.spec.id
         self.cancel_timer(f"deadline:{cid}:{child.gen}")
+        self.gather_without(cid)
         if child.state == "stopping":
             child.state = "stopped"
             self.emit("stop", f"{self.path}/{cid}", child.last_error or "requested")
@@ -619,6 +620,16 @@ class Supervisor(FleetActor):
         gather["waiting"].discard(cid)
         if not gather["waiting"]:
             self.finish_gather(rid)
+
+    def gather_without(self, cid: str):
+        """Child CID is gone: status requests waiting for its rows answer without them now,
+        not at their deadline: a bot group whose process was just killed must not hold
+        `ctl status` (and whoever waits on it) for the whole gather time (1.6 s)."""
+        for rid, gather in list(self.status_gathers.items()):
+            if cid in gather["waiting"]:
+                gather["waiting"].discard(cid)
+                if not gather["waiting"]:
+                    self.finish_gather(rid)
 
     def finish_gather(self, rid: str):
         gather = self.status_gathers.pop(rid, None)
