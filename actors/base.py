@@ -66,22 +66,12 @@ class FleetActor(Actor):
     # ---- thespian entry point ---------------------------------------------------------
     def receiveMessage(self, msg, sender):
         if type(msg) is Routed:   # from an actor hosted in another process (messages/routing.py)
-            if msg.target is not None:
-                # for an actor hosted where this one's address once was (a host that ended
-                # and left its port): not for this one
-                self.log.debug("%s: dropped a message for %s", self.path, msg.target)
-                return self._watch_result()
-            if msg.source is not None:
-                sender = msg.source
-            msg = msg.msg
-        try:
-            self._dispatch(msg, sender)
-        except Exception as exc:  # let it crash: report, clean up, exit
-            self._crash(exc)
-        return self._watch_result()
-
-    def _watch_result(self):
-        """What receiveMessage returns: the descriptors thespian's TCP base must watch."""
+            msg, sender = self._unwrap(msg, sender)
+        if msg is not None:
+            try:
+                self._dispatch(msg, sender)
+            except Exception as exc:  # let it crash: report, clean up, exit
+                self._crash(exc)
         bridge = self.bridge
         if self._watched:
             fds = list(self._watched)
@@ -89,6 +79,14 @@ class FleetActor(Actor):
                 fds.append(bridge.fd)
             return ThespianWatch(fds)
         return bridge.watch() if bridge is not None and not bridge.closed else None
+
+    def _unwrap(self, routed: Routed, sender):
+        """(message, sender) as the source of ROUTED sent it; (None, sender) when it is for an
+        actor hosted where this one's address once was (a host that ended and left its port)."""
+        if routed.target is not None:
+            self.log.debug("%s: dropped a message for %s", self.path, routed.target)
+            return None, sender
+        return routed.msg, (routed.source if routed.source is not None else sender)
 
     def send(self, targetAddr, msg):  # noqa: N803 - thespian's signature
         """thespian's send, plus addresses of actors hosted in another actor's process: those

@@ -21,6 +21,12 @@ from messages.store import ListBotConfigs, PutBotConfig, StoreReply
 
 
 
+def groups_are_processes(process_unit: str) -> bool:
+    """Whether bot groups run as processes hosting their backend and bot: asked for
+    (`system.process_unit = "bot"`), and there are processes (the processes base)."""
+    return process_unit == "bot" and in_own_process()
+
+
 def bot_group_spec(cfg: dict, data_dir: str, sup_args: dict, paired: bool = False) -> ChildSpec:
     """The BotGroup child spec for one validated bot config. PAIRED: the group is a process of
     its own with its backend and bot hosted in it (`system.process_unit = "bot"`)."""
@@ -59,7 +65,7 @@ class BotsSupervisor(HostingSupervisor):
     process and its backend and bot run hosted in it (one process per bot)."""
 
     def on_start(self, args):
-        self.paired = args.get("process_unit") == "bot" and in_own_process()
+        self.paired = groups_are_processes(args.get("process_unit", ""))
         self.data_dir = args.get("data_dir", "./var")
         self.file_bots = list(args.get("bots", []))
         self.group_args = {k: args[k] for k in ("probe_interval", "probe_misses", "backoff")

@@ -242,14 +242,13 @@ class ControlActor(FleetActor):
         def stored(conn, rid, msg: StoreReply):
             if not msg.ok:
                 raise AdminError(f"store refused the config: {msg.error}")
-            from actors.bots import bot_group_spec
+            from actors.bots import bot_group_spec, groups_are_processes
             from messages.lifecycle import AddChild
-            from system.procguard import in_own_process
             sup, sysc = self.config.get("supervision", {}), self.config.get("system", {})
-            paired = sysc.get("process_unit") == "bot" and in_own_process()
             spec = bot_group_spec(cfg, os.path.abspath(sysc.get("data_dir", "./var")),
                                   {"probe_interval": sup.get("probe_interval_s", 2.0),
-                                   "probe_misses": sup.get("probe_misses", 3)}, paired)
+                                   "probe_misses": sup.get("probe_misses", 3)},
+                                  groups_are_processes(sysc.get("process_unit", "")))
             key = self.expect(conn, rid, added, "the bots supervisor")
             self.send(self.service("bots"), AddChild(spec, bool(cfg["enabled"]), key))
 

@@ -1,6 +1,4 @@
 """Fixtures: a real thespian system on each base, always shut down, no process left behind."""
-import os
-import signal
 import time
 
 import psutil
@@ -11,6 +9,18 @@ from messages.lifecycle import (ChildAddress, ChildSpec, Start, Started, TreeSta
 from system.boot import FleetSystem
 
 BASES = ["inprocess", "processes"]
+
+
+def wait_rows(fs: FleetSystem, rows, predicate, timeout: float, what: str):
+    """Keep the system running until `predicate(rows())` holds; returns those rows."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = rows()
+        if predicate(last):
+            return last
+        fs.listen(0.05) if fs.runner else time.sleep(0.05)
+    raise AssertionError(f"{what} not met within {timeout}s; last status: {last}")
 
 
 class Tree:
@@ -29,25 +39,12 @@ class Tree:
         return r.address if r is not None else None
 
     def wait(self, predicate, timeout=10.0):
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            last = self.status()
-            if predicate(last):
-                return last
-            self.fs.listen(0.05) if self.fs.runner else time.sleep(0.05)
-        raise AssertionError(f"condition not met within {timeout}s; last status: {last}")
-
-
-def descendants_of_session(pids):
-    return [p for p in pids if psutil.pid_exists(p)]
+        return wait_rows(self.fs, self.status, predicate, timeout, "condition")
 
 
 @pytest.fixture(params=BASES)
 def fleet(request):
     fs = FleetSystem(request.param)
-    me = psutil.Process()
-    before = {p.pid for p in me.children(recursive=True)}
     yield fs
     fs.shutdown()
     # Processes base: the admin daemonizes (setsid + double fork), so find what it left by
@@ -115,14 +112,7 @@ class StartedHost:
         return r
 
     def wait(self, predicate, timeout=15.0, what="condition"):
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            last = self.rows()
-            if predicate(last):
-                return last
-            self.fleet.listen(0.05) if self.fleet.runner else time.sleep(0.05)
-        raise AssertionError(f"{what} not met within {timeout}s; last rows: {last}")
+        return wait_rows(self.fleet, self.rows, predicate, timeout, what)
 
 
 def worker(cid, **args):
