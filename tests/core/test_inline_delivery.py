@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import pytest
 from thespian.actors import Actor
+from thespian.system.timing import currentTime
 
 from actors.base import FleetActor
 from messages.lifecycle import Crashed, Start, Started
@@ -219,6 +220,23 @@ def test_a_timer_set_inline_wakes_the_runner_in_time(fs):
     assert threads_of("timer") == [threading.get_ident()]
     # Due 0.05 s after the post; without the wake-up the runner would sleep until 10 s.
     assert took < 5
+
+
+def test_only_a_timer_due_before_the_runners_planned_wake_up_wakes_it(fs, monkeypatch):
+    """The runner sleeps until the earliest timer; an inline run that finds that same timer
+    (its due time converted on another clock, a few microseconds off either way) must not
+    wake it: two in three light-load messages did, in the middle of their hot path."""
+    drv = fs.runner.driver
+    drv.runner_wakes_at = time.monotonic() + 1.0
+    cases = [(1.0 - inline.TIMER_WAKE_SLACK_S / 4, False),   # the timer it planned for
+             (1.0 + 0.5, False),                              # later: its next plan covers it
+             (0.5, True)]                                     # earlier: it must wake
+    for offset, wakes in cases:
+        monkeypatch.setattr(drv.base, "_tgfleet_next_due",
+                            lambda offset=offset: currentTime() + offset)
+        assert drv._timer_before_runner_wakes() is wakes, offset
+    monkeypatch.setattr(drv.base, "_tgfleet_next_due", lambda: float("inf"))
+    assert drv._timer_before_runner_wakes() is False
 
 
 def test_a_crash_inline_leaves_its_clean_up_to_the_runner_before_anything_else(fs):
