@@ -104,7 +104,8 @@ class FleetActor(Actor):
                     if callback is not None and not self._stopped:
                         callback()
             if self.bridge is not None:
-                for item in self.bridge.drain():
+                read = msg.readable if type(msg) is BridgeWake else True
+                for item in self.bridge.drain(read):
                     if self._stopped:
                         break   # results that arrive after on_stop have no one to go to
                     self.on_bridge(item)

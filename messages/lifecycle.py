@@ -78,7 +78,10 @@ class Crashed:
 
 @dataclass(frozen=True, slots=True)
 class BridgeWake:
-    """Sent by the in-process runner when a background thread posted to an actor's bridge."""
+    """Sent by the in-process runner when a background thread posted to an actor's bridge.
+    `readable`: select() saw the bridge's wake-up byte, so the drain must read it; an inline
+    run (system/inline.py) delivers a post that wrote none, and skips that read."""
+    readable: bool = True
 
 
 # ---- supervisor management (from the control actor, or a parent) ------------------------

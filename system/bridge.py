@@ -44,6 +44,7 @@ class Bridge:
         self.fd = self._rsock.fileno()
         self.closed = False
         self.address = actor_address
+        self._watch = ThespianWatch([self.fd])   # returned after every delivery: made once
         # The in-process base's driver when created by an actor there; None on the processes
         # base (no runner: thespian watches `fd`).
         self._driver = inline.current()
@@ -80,18 +81,22 @@ class Bridge:
         except OSError:
             pass  # closed concurrently by the owner; nothing left to wake
 
-    def drain(self) -> list:
-        """Called by the owning actor: everything posted since the last drain, in order."""
+    def drain(self, read: bool = True) -> list:
+        """Called by the owning actor: everything posted since the last drain, in order.
+        `read=False` when nothing saw a wake-up byte (an inline run: its post wrote none):
+        the read would only raise BlockingIOError, ~10 us on a light-load message's hot path.
+        A byte left by a post racing this drain makes select() fire, and that drain reads it."""
         # One read is enough: a post writes a byte only when none is pending since the last
         # drain, so at most a couple are ever waiting (a post racing this drain may add one
         # more, which costs a wake-up that finds nothing). Reading until EAGAIN cost a raised
         # BlockingIOError per drain, i.e. per update batch on the in-process base.
-        try:
-            self._rsock.recv(4096)
-        except (BlockingIOError, InterruptedError):
-            pass  # woken without a byte (the runner checks every bridge it selected)
-        except OSError:
-            pass  # closed: the items already queued are still returned below
+        if read:
+            try:
+                self._rsock.recv(4096)
+            except (BlockingIOError, InterruptedError):
+                pass  # woken without a byte (the runner checks every bridge it selected)
+            except OSError:
+                pass  # closed: the items already queued are still returned below
         with self._lock:
             self._signaled = False
             items = list(self._items)
@@ -100,7 +105,7 @@ class Bridge:
 
     def watch(self):
         """What `receiveMessage` returns so the TCP base keeps watching this bridge."""
-        return None if self.closed else ThespianWatch([self.fd])
+        return None if self.closed else self._watch
 
     def close(self) -> None:
         with self._lock:

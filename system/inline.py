@@ -48,6 +48,7 @@ MAX_INLINE = 64          # deliveries per inline run; the rest goes to the runne
 # differ by microseconds either way), and a timer served 2 ms late is harmless. Without it
 # about two in three light-load messages woke the runner in the middle of their hot path.
 TIMER_WAKE_SLACK_S = 0.002
+INLINE_WAKE = BridgeWake(readable=False)   # an inline post wrote no wake-up byte
 ENTRY_POINTS = ("tell", "ask", "listen", "newPrimaryActor", "shutdown", "updateCapability",
                 "loadActorSource", "unloadActorSource")
 
@@ -161,7 +162,7 @@ class InlineDriver:
             _state.inline = True
             self.stats["inline_runs"] += 1
             pending = base._pendingSends
-            pending.append(PendingSend(self.external, BridgeWake(), address))
+            pending.append(PendingSend(self.external, INLINE_WAKE, address))
             try:
                 self._run_hot(base, pending)
             finally:

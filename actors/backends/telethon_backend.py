@@ -310,7 +310,8 @@ class TelethonBackend(AsyncioBackend):
         chat_id = event.chat_id
         kind = "private" if event.is_private else ("group" if event.is_group else "channel")
         media = None
-        if m.photo is not None or m.document is not None:
+        # m.media first: a text message (most) skips two properties' isinstance chains
+        if m.media is not None and (m.photo is not None or m.document is not None):
             item = m.photo if m.photo is not None else m.document
             file = m.file
             media = MediaRef("photo" if m.photo is not None else "document", pack_media(item),
