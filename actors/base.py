@@ -64,6 +64,10 @@ class FleetActor(Actor):
         return placement.fits(capabilities, requirements)
 
     # ---- thespian entry point ---------------------------------------------------------
+    # receiveMessage catches what a handler raises (`_crash`): an inline run may call it
+    # without thespian's retry wrapper (system/inline.py).
+    receive_never_raises = True
+
     def receiveMessage(self, msg, sender):
         if type(msg) is Routed:   # from an actor hosted in another process (messages/routing.py)
             msg, sender = self._unwrap(msg, sender)

@@ -91,7 +91,8 @@ class InlineDriver:
         self.hot = HOT                     # class names an inline run may deliver
         self.runner_waiting = False        # the runner wants the lock: posters keep off it
         self.closed = False
-        self.stats = {"inline_runs": 0, "inline_deliveries": 0, "busy": 0, "handed_over": 0}
+        self.stats = {"inline_runs": 0, "inline_deliveries": 0, "direct": 0, "busy": 0,
+                      "handed_over": 0}
         self._wrap_entry_points()
 
     # ---- serialization ------------------------------------------------------------------
@@ -187,10 +188,32 @@ class InlineDriver:
                     break
                 with base._private_lock:
                     ps = pending.pop(0)
-                    base._runSingleSend(ps)
+                self._deliver_one(base, ps)
                 done += 1
         finally:
             self.stats["inline_deliveries"] += done
+
+    def _deliver_one(self, base, ps) -> None:
+        """One hot message. To an actor whose `receiveMessage` never raises (FleetActor: it
+        catches, reports and stops itself) it is called directly: everything else thespian's
+        `_runSingleSend` does for a message (poison retries, system messages, dead letters,
+        child exits) cannot apply, and skipping it saves ~8 us per delivery, 3-5 deliveries
+        per light-load message. Anything else, or an exception after all, goes through
+        thespian as before."""
+        ref = base.actorRegistry.get(ps.toActor.actorAddressString) if not ps.attempts \
+            else None
+        inst = ref.instance if ref is not None else None
+        if not getattr(inst, "receive_never_raises", False):
+            base._runSingleSend(ps)
+            return
+        self.stats["direct"] += 1
+        try:
+            inst.receiveMessage(ps.msg, ps.sender)
+        except Exception:
+            log.exception("%s raised from receiveMessage; thespian retries the message",
+                          type(inst).__name__)
+            ps.attempts += 1
+            base._runSingleSend(ps)
 
     def _responses_waiting(self) -> bool:
         ext = self.base.actorRegistry.get("System:ExternalRequester")

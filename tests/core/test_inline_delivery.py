@@ -78,6 +78,8 @@ class Recorder(FleetActor):
             return
         if self.mode == "timer":
             self.after("t", 0.05)
+        elif self.mode == "plain":
+            self.send(self.parent, HotPing())     # a hot message to a plain thespian Actor
         else:
             self.send(self.myAddress, HotPing())
 
@@ -121,6 +123,9 @@ class Watcher(Actor):
             self.send(self.caller, msg)
         elif isinstance(msg, Started):
             self.send(self.caller, msg)
+        elif isinstance(msg, HotPing):
+            JOURNAL.append(("plain-hot", threading.get_ident()))
+            self.send(self.caller, Report(tuple(JOURNAL)))
 
 
 @pytest.fixture
@@ -199,6 +204,21 @@ def test_hot_chain_runs_on_the_posting_thread_and_the_rest_on_the_runner(fs):
     assert [e for e, _ in JOURNAL] == ["posted", ("wake", "update"), "hot", "cold"]
     assert fs.runner.driver.stats["inline_runs"] == 1
     assert fs.runner.driver.stats["handed_over"] == 1
+    # BridgeWake and HotPing went to the FleetActor directly, not through _runSingleSend
+    assert fs.runner.driver.stats["direct"] == 2
+
+
+def test_a_hot_message_to_an_actor_that_may_raise_goes_through_thespian(fs):
+    """A plain thespian Actor's receiveMessage may raise (thespian retries it, then sends a
+    PoisonMessage): only a FleetActor, which catches, is called directly."""
+    watcher = fs.create(Watcher)
+    assert isinstance(fs.ask(watcher, ("start", "plain"), 5, expect=Started), Started)
+    report, took = post_and_listen(fs)
+    assert isinstance(report, Report), report
+    poster = threads_of("posted")[0]
+    assert threads_of("plain-hot") == [poster]          # still inline, on the poster's thread
+    assert fs.runner.driver.stats["inline_deliveries"] == 2
+    assert fs.runner.driver.stats["direct"] == 1        # the BridgeWake to the Recorder only
 
 
 def test_a_busy_base_is_not_entered_the_runner_delivers(fs):
