@@ -777,7 +777,26 @@ class BotActor(FleetActor):
                 return   # nothing new: the "grant" timer will ask
             self.cancel_timer("grant")   # a new chat need not wait for another chat's limit
             self.grant_wait = False
-        wants = ob.wants(room)
+        self._ask_limiter(limiter, ob.wants(room))
+
+    def _renew_lease(self):
+        """After results, with nothing queued: ask for a fresh lease now when this one is
+        nearly spent or half over, so that the next message goes out on a lease instead of
+        waiting for a grant. Why: a lease lasts `lease_s` (2 s), so at 1 msg/s per bot about
+        one message in three found it over and waited for the limiter's round trip (in-process:
+        0.51 against 0.32 ms from the update to the send at p50, 1.49 against 0.82 at p99).
+        Here the round trip happens after an answer is out, off any message's path."""
+        if self.grant_pending or self.grant_wait or self.outbox.queued or self._stopped \
+                or self.connected is False or not self.lease.wants_renewal():
+            return
+        limiter = self.env.get("ratelimit")
+        if limiter is not None:
+            self.c["lease_renewals"] += 1
+            self._ask_limiter(limiter, {})
+
+    def _ask_limiter(self, limiter, wants: dict):
+        """GrantRequest for WANTS (chat -> sends), with the lease's settlement and a new lease
+        asked for."""
         self.asked_chats = frozenset(wants)
         kinds = self.chat_kinds
         used, returned = self.lease.settle()
@@ -857,6 +876,7 @@ class BotActor(FleetActor):
                                                    seconds))
         self._arm_retry()
         self.pump()
+        self._renew_lease()
 
     def _arm_retry(self):
         due = self.outbox.next_retry_at()
@@ -1024,6 +1044,7 @@ class BotActor(FleetActor):
             "events_in": c["events_in"], "grant_requests": c["grant_requests"],
             "grants": c["grants"], "grant_timeouts": c["grant_timeouts"],
             "lease_sends": c["lease_sends"], "lease_tokens": self.lease.tokens,
+            "lease_renewals": c["lease_renewals"],
             "batches": c["batches"], "pending_batches": len(self.pending),
             "lane": self.lane is not None, "lane_out": c["lane_out"],
             "lane_errors": c["lane_errors"],

@@ -33,6 +33,7 @@ class BotLease:
         self.started = clock()
         self.tokens = 0               # left to spend
         self.until = 0.0              # the lease ends (clock time)
+        self.length = 0.0             # how long the last lease lasts (0: none was given)
         self.quiet_s = None           # unknown until the first Grant
         self.not_before = None        # no spending before this (start guard, FLOOD_WAIT)
         self.last_sent: OrderedDict = OrderedDict()   # chat -> last send (or penalty end)
@@ -49,6 +50,17 @@ class BotLease:
             self.quiet_s = float(quiet_s)
         self.tokens = max(0, int(tokens)) if self.quiet_s is not None else 0
         self.until = now + float(lease_s)
+        self.length = float(lease_s) if self.tokens else 0.0
+
+    def wants_renewal(self) -> bool:
+        """Worth asking for a fresh lease ahead of need: this one is nearly spent (one token or
+        none left) or more than half over. Never when the last Grant gave none (leases off,
+        the account's bucket empty: the next real request asks anyway) or while spending is
+        barred (start guard, FLOOD_WAIT)."""
+        now = self.clock()
+        if self.length <= 0 or now < (self.not_before or 0.0):
+            return False
+        return self.tokens <= 1 or self.until - now < self.length / 2
 
     def settle(self) -> tuple:
         """For the next GrantRequest: (used rows (chat_id, chat_kind, n), returned tokens). The

@@ -1,7 +1,8 @@
 """Rate-limit leases through the real actors (RateLimiterActor + BotActor + stand-in backend), on
 both bases: once the bot holds a lease, messages to fresh private chats go out without a grant
-round trip each, the limiter learns every one of them with the bot's next request, and a chat
-the bot has just written to still waits for a grant."""
+round trip each, the limiter learns every one of them with the bot's next request (a renewal
+of the spent lease, made once their results are in), and a chat the bot has just written to
+still waits for a grant."""
 from tests.bots.helpers import assert_accounting, group_spec, msg
 
 ECHO = [{"type": "echo"}]
@@ -22,20 +23,24 @@ def test_fresh_chats_go_out_on_the_lease_and_the_limiter_counts_them(bot_tree):
     tree.inject("alpha", [msg("alpha", 600 + i, 1, f"m{i}") for i in range(8)])
     tree.wait_sends("alpha", 9)
     s = tree.settle("alpha")
-    assert s["lease_sends"] == 8 and s["grant_requests"] == 1    # no round trip for those 8
-    assert s["lease_tokens"] == 0
+    assert s["lease_sends"] == 8                  # no round trip for those 8
+    # the spent lease is renewed once their results are in (off the messages' path), and
+    # that request reports the 8
+    assert s["lease_renewals"] == 1 and s["grant_requests"] == 2 and s["lease_tokens"] == 8
+    assert tree.service_stats("ratelimit")["lease_used_total"] == 8
 
-    # the lease is spent: the next message asks, and that request reports the 8
-    tree.inject("alpha", [msg("alpha", 700, 1, "ninth"), msg("alpha", 600, 2, "again")])
+    # a fresh chat goes out on the new lease; a second message to it in the same turn is not
+    # quiet any more and waits for a grant, whose request reports the ninth
+    tree.inject("alpha", [msg("alpha", 700, 1, "ninth"), msg("alpha", 700, 2, "again")])
     tree.wait_sends("alpha", 11)
     s = tree.settle("alpha")
-    assert s["grant_requests"] == 2 and s["sent"] == 11
+    assert s["lease_sends"] == 9 and s["grant_requests"] == 3 and s["sent"] == 11
     lim = tree.service_stats("ratelimit")
-    assert lim["lease_used_total"] == 8
+    assert lim["lease_used_total"] == 9
     assert lim["granted_total"] == 11
     assert_accounting(s)
     chats = sorted(x.action.chat_id for x in tree.sends("alpha"))
-    assert chats == sorted([500, 700, 600] + [600 + i for i in range(8)])
+    assert chats == sorted([500, 700, 700] + [600 + i for i in range(8)])
 
 
 def test_no_lease_sends_inside_the_start_guard_nor_to_groups(bot_tree):

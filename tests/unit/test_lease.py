@@ -233,3 +233,35 @@ def test_nothing_is_remembered_before_the_first_grant_and_a_flood_then_keeps_the
     assert lease.spend(ob, {}, room=10) == []
     clock.t += 1.0
     assert [i.chat for i in lease.spend(ob, {}, room=10)] == [1]
+
+
+def test_renewal_is_wanted_when_the_lease_is_nearly_spent_or_half_over():
+    clock = Clock()
+    lease = BotLease(clock)
+    assert not lease.wants_renewal()              # no Grant yet: nothing to renew
+    lease.granted(4, 2.0, 0.5)
+    clock.t += 1.0                                # past the start guard (quiet_s after start)
+    lease.granted(4, 2.0, 0.5)
+    assert not lease.wants_renewal()              # fresh: 4 tokens, 2 s left
+    lease.tokens = 2
+    clock.t += 0.9
+    assert not lease.wants_renewal()              # 2 tokens, 1.1 s left
+    clock.t += 0.2
+    assert lease.wants_renewal()                  # less than half of it left
+    lease.granted(4, 2.0, 0.5)
+    lease.tokens = 1
+    assert lease.wants_renewal()                  # one token left
+
+
+def test_no_renewal_after_a_grant_without_a_lease_nor_while_spending_is_barred():
+    clock = Clock()
+    lease = BotLease(clock)
+    clock.t += 1.0
+    lease.granted(0, 0.0, 0.5)                    # leases off, or the account bucket empty
+    clock.t += 5.0
+    assert not lease.wants_renewal()
+    lease.granted(4, 2.0, 0.5)
+    lease.flood_wait(None, 30.0)                  # a FLOOD_WAIT ends the lease and bars it
+    assert not lease.wants_renewal()
+    clock.t += 31.0
+    assert lease.wants_renewal()
