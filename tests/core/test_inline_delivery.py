@@ -78,6 +78,9 @@ class Recorder(FleetActor):
             return
         if self.mode == "timer":
             self.after("t", 0.05)
+        elif self.mode == "due":
+            self.after("t", 0.0)                  # due at once, before the hot message
+            self.send(self.myAddress, HotPing())
         elif self.mode == "plain":
             self.send(self.parent, HotPing())     # a hot message to a plain thespian Actor
         else:
@@ -85,7 +88,8 @@ class Recorder(FleetActor):
 
     def on_HotPing(self, msg, sender):
         self._note("hot")
-        self.send(self.myAddress, ColdPing())
+        if self.mode != "due":
+            self.send(self.myAddress, ColdPing())
 
     def on_ColdPing(self, msg, sender):
         self._note("cold")
@@ -239,6 +243,20 @@ def test_a_timer_set_inline_wakes_the_runner_in_time(fs):
     assert threads_of(("wake", "update")) == threads_of("posted")
     assert threads_of("timer") == [threading.get_ident()]
     # Due 0.05 s after the post; without the wake-up the runner would sleep until 10 s.
+    assert took < 5
+
+
+def test_a_timer_due_during_an_inline_run_does_not_cut_it(fs):
+    """A timer that is due before a hot message waits for the run to end, then the runner
+    delivers it (promptly: woken, not at its 30 s limit). thespian itself would deliver the
+    timer first, which ended the run and left the hot message to the runner."""
+    start(fs, "due")
+    report, took = post_and_listen(fs)
+    assert isinstance(report, Report), report
+    poster = threads_of("posted")[0]
+    assert threads_of("hot") == [poster]
+    assert threads_of("timer") == [threading.get_ident()]
+    assert [e for e, _ in JOURNAL] == ["posted", ("wake", "update"), "hot", "timer"]
     assert took < 5
 
 
