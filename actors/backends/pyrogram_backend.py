@@ -358,6 +358,12 @@ class PyrogramBackend(AsyncioBackend):
             return
         self.push_update(converted)
 
+    def lib_update_alone(self) -> bool:
+        """No update waits in the dispatcher's queue (the read gate's) for a handler worker.
+        Another worker may be handling one in this iteration too: then each goes alone, which
+        happens only while the queue is empty, i.e. at light load."""
+        return self.read_gate.queue.qsize() == 0
+
     def _note_recovery_start(self, states: dict):
         """Add the scopes a recovery starts from to the resume base. A scope already there
         keeps its (older, so safe) state: messages of an earlier recovery may still be queued."""

@@ -302,7 +302,20 @@ class TelethonBackend(AsyncioBackend):
             log.exception("%s: cannot convert message %s", self.name,
                           getattr(event.message, "id", "?"))
             return
-        self.push_update(message)
+        jobs = self.push_update_keeping_jobs(message)
+        if jobs:
+            # Past its push this task is one of our jobs, not a handler that `_snapshot` must
+            # wait for, nor one Telethon's disconnect cancels (our loop's stop does).
+            self.client._event_handler_tasks.discard(asyncio.current_task())
+            await self.run_jobs_here(jobs)
+
+    def lib_update_alone(self) -> bool:
+        """Telethon hands each update to the handlers in a task of its own; such a task stays
+        in `_event_handler_tasks` until it has pushed its update (see `_on_new_message`). So
+        this handler's task is the only one, and no update waits in the queue in front of
+        Telethon's update loop (the read gate's), when the update is alone."""
+        client = self.client
+        return len(client._event_handler_tasks) <= 1 and client._updates_queue.qsize() == 0
 
     def _convert(self, event) -> IncomingMessage:
         m = event.message

@@ -4,7 +4,8 @@
 everything the backend sends it (UpdateBatch, ActionResults, BackendState) and, started at top
 level, stands in for the rate limiter (FloodWaitReport). Tests drive it with `SendActions` and
 read it with `Collect`; passed as env['metrics'] it keeps the latest MetricsReport of each
-source. With args {'echo': True} it answers every text it gets, like an echo bot.
+source. With args {'echo': True} it answers every text it gets, like an echo bot; with
+{'ack': True} too it reports each update finished (UpdatesDone) as soon as it answered it.
 
 `fake_tdjson_factory` is the `tdjson_factory` for TdlibBackend in tests: it builds a
 `ScriptedFakeTdJson` (the named FAKE of TDLib's JSON interface, tests/fakes/fake_tdjson.py) and
@@ -17,8 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from actors.base import FleetActor
-from messages.backend import ActionBatch, AttachBot
-from messages.telegram import SendText
+from messages.backend import ActionBatch, AttachBot, UpdatesDone
+from messages.telegram import SendText, update_key
 from tests.fakes.fake_tdjson import FakeTdJson
 
 
@@ -60,6 +61,7 @@ class BackendProbe(FleetActor):
         self.bot = args.get("bot", self.child_id)
         self.backend = self.env.get(args.get("backend_key", "sibling.backend"))
         self.echo = bool(args.get("echo", False))
+        self.ack = bool(args.get("ack", False))
         self.updates: list = []
         self.results: list = []
         self.states: list = []
@@ -82,6 +84,9 @@ class BackendProbe(FleetActor):
                         reply_to=update.message_id)))
             if items:
                 self.send(self.backend, ActionBatch(self.bot, tuple(items)))
+            if self.ack:
+                self.send(self.backend, UpdatesDone(self.bot, tuple(map(update_key,
+                                                                        msg.updates))))
 
     def on_ActionResults(self, msg, sender):
         self.results.extend(msg.results)
