@@ -95,6 +95,7 @@ class InlineDriver:
         self.stats = {"inline_runs": 0, "inline_deliveries": 0, "direct": 0, "busy": 0,
                       "handed_over": 0}
         self._wrap_entry_points()
+        self._leave_due_timers_to_the_runner()
 
     # ---- serialization ------------------------------------------------------------------
     def hold(self):
@@ -106,17 +107,21 @@ class InlineDriver:
         """`hold()` for the runner: posters stop starting inline runs while it waits."""
         return _Held(self, runner=True)
 
-    def _wrap_entry_points(self):
+    def _leave_due_timers_to_the_runner(self):
+        """thespian's `wakeupAfter` (an actor sets a timer) also queues every timer already
+        due, which in an inline run would end it (see `_run_hot`): not there."""
         base = self.base
-        if not getattr(base.wakeupAfter, "_tgfleet_inline", False):
-            def wakeup_after(from_actor, time_period, payload):
-                """thespian's, which also queues every timer already due, except in an
-                inline run (see `_run_hot`)."""
-                base._add_wakeup(from_actor, time_period, payload)
-                if not getattr(_state, "inline", False):
-                    base._realizeWakeups()
-            wakeup_after._tgfleet_inline = True
-            base.wakeupAfter = wakeup_after
+        if getattr(base.wakeupAfter, "_tgfleet_inline", False):
+            return
+
+        def wakeup_after(from_actor, time_period, payload):
+            base._add_wakeup(from_actor, time_period, payload)
+            if not getattr(_state, "inline", False):
+                base._realizeWakeups()
+        wakeup_after._tgfleet_inline = True
+        base.wakeupAfter = wakeup_after
+
+    def _wrap_entry_points(self):
         for name in ENTRY_POINTS:
             fn = getattr(self.base, name, None)
             if fn is None or getattr(fn, "_tgfleet_locked", False):
@@ -191,12 +196,13 @@ class InlineDriver:
     def _run_hot(self, base, pending) -> None:
         """thespian's `_runSends`, hot messages only: the first message that is not hot ends
         the run. Timers that fall due meanwhile are not queued here (thespian queues them
-        before each delivery, and whenever an actor sets a timer: `_wakeup_after`): they are
-        not hot, so one would end the run in the middle of a message's path and leave the rest
-        of it to the runner. The runner wakes for them at their due time, or is woken after
-        the run (`deliver`), a few deliveries later at most (MAX_INLINE). Why: at 10 bots x 1
-        msg/s about one light-load message in a hundred met a bot's timer on its way (dedup
-        record, updates done) and took 0.5-1 ms longer."""
+        before each delivery, and whenever an actor sets a timer: see
+        `_leave_due_timers_to_the_runner`): they are not hot, so one would end the run in the
+        middle of a message's path and leave the rest of it to the runner. The runner wakes
+        for them at their due time, or is woken after the run (`deliver`), a few deliveries
+        later at most (MAX_INLINE). Why: at 10 bots x 1 msg/s about one light-load message in
+        a hundred met a bot's timer on its way (dedup record, updates done) and took 0.5-1 ms
+        longer."""
         done = 0
         try:
             while pending and done < MAX_INLINE and not self.deferred:

@@ -1055,7 +1055,7 @@ class AsyncioBackend(BackendActor):
             loop.call_soon(self._start_jobs, jobs)
 
     def _start_jobs(self, jobs):           # loop thread
-        if self._eager is not None:        # inside hand_over: its task runs them
+        if self._eager is not None:        # in push_update_keeping_jobs: its caller runs them
             self._eager.extend(jobs)
             return
         create = self.loop.loop.create_task
