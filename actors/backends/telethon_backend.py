@@ -217,6 +217,33 @@ class _FleetClient(TelegramClient):
         await self.catch_up()        # UpdatesTooLong -> the update loop calls GetDifference
 
 
+def fleet_connection(gate: ReadGate) -> type:
+    """Telethon's TCP connection class, gated by GATE (readgate.py), that writes a packet at
+    once when nothing is waiting to be written before it.
+
+    Why: Telethon's sender hands each encrypted packet to the connection's send queue, and the
+    connection's own send loop writes it on the loop's next iteration. Traced at light load
+    (bench/RESULTS.md, seventeenth session), that iteration and the queue's hand-over were part
+    of every answer's path. When the queue is empty and the transport has nothing buffered, the
+    packet is written here, in the order it would have been written anyway; otherwise it queues
+    as before, so the send loop's drain (back-pressure) still applies."""
+    base = gated(ConnectionTcpFull, gate)
+
+    class FleetConnection(base):
+        async def send(self, data):
+            writer = self._writer
+            if self._connected and writer is not None and self._send_queue.empty() and \
+                    not writer.transport.get_write_buffer_size():
+                FleetConnection.direct_writes += 1
+                self._send(data)
+                return
+            await super().send(data)
+
+    FleetConnection.direct_writes = 0
+    FleetConnection.__name__ = FleetConnection.__qualname__ = "FleetConnection"
+    return FleetConnection
+
+
 class TelethonBackend(AsyncioBackend):
     _resume_base: dict = {}     # replaced (never mutated) at each connect: _note_resume_base
     library = "telethon"
@@ -231,7 +258,7 @@ class TelethonBackend(AsyncioBackend):
         # Reads from Telegram wait while Telethon's own update queue is long (readgate.py).
         self.read_gate = ReadGate(cfg["update_backlog_high"], cfg["update_backlog_low"])
         client = _FleetClient(sess, cfg["api_id"], cfg["api_hash"], flood_sleep_threshold=0,
-                              connection=gated(ConnectionTcpFull, self.read_gate),
+                              connection=fleet_connection(self.read_gate),
                               catch_up=True, request_retries=1, connection_retries=3,
                               retry_delay=1, auto_reconnect=True,
                               device_model="tgfleet", app_version="tgfleet")
@@ -308,6 +335,11 @@ class TelethonBackend(AsyncioBackend):
             # wait for, nor one Telethon's disconnect cancels (our loop's stop does).
             self.client._event_handler_tasks.discard(asyncio.current_task())
             await self.run_jobs_here(jobs)
+
+    def engine_stats(self):
+        conn = getattr(getattr(getattr(self, "client", None), "_sender", None), "_connection",
+                       None)
+        return {**super().engine_stats(), "direct_writes": getattr(conn, "direct_writes", 0)}
 
     def lib_update_alone(self) -> bool:
         """Telethon hands each update to the handlers in a task of its own; such a task stays
