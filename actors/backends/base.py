@@ -95,6 +95,9 @@ DEFAULTS = {
     # updates, until it is down to `low` (actors/backends/readgate.py).
     "update_backlog_high": 128,
     "update_backlog_low": 32,
+    # Telethon: an eligible new message goes to the actors from the receive loop, ahead of
+    # Telethon's update bookkeeping (actors/backends/telethon_fastpath.py).
+    "fast_updates": True,
     "breaker_threshold": 5,        # consecutive network failures that open the circuit
     "breaker_reset_s": 5.0,        # open -> half-open after this long
     "reconnect_base_s": 0.5,
@@ -212,7 +215,7 @@ def backend_config(args: dict, library: str) -> dict:
         cfg[key] = float(cfg[key])
         if not cfg[key] > 0:
             raise ValueError(f"backend {name}: {key} must be > 0")
-    for key in ("session_in_store", "report_flood_waits", "action_metrics"):
+    for key in ("session_in_store", "report_flood_waits", "action_metrics", "fast_updates"):
         cfg[key] = bool(cfg[key])
     return cfg
 

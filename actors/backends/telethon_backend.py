@@ -32,6 +32,7 @@ from telethon._updates.messagebox import MessageBox
 from actors.backends.base import (PEER_ERRORS, AsyncioBackend, LoginFailed, SessionCorrupted,
                                   describe)
 from actors.backends.readgate import ReadGate, gated
+from actors.backends.telethon_fastpath import FastUpdates, fast_delivered
 from messages.telegram import (DeleteMessages, EditText, ForwardMessages, IncomingMessage,
                                MediaRef, SendMedia, SendText)
 from system import resume
@@ -267,6 +268,8 @@ class TelethonBackend(AsyncioBackend):
         client._updates_queue = client._sender._updates_queue = self.read_gate.make_queue()
         client.on_reconnect = lambda: self.sink.push(("reconnected",))
         client.add_event_handler(self._on_new_message, events.NewMessage(incoming=True))
+        self.fast = FastUpdates(client, self._deliver_fast).install() \
+            if cfg["fast_updates"] else None
         self.client = client
         self.clients_created += 1
         await client.connect()
@@ -322,7 +325,21 @@ class TelethonBackend(AsyncioBackend):
         return resume.point(scope, getattr(upd, "pts", None), getattr(upd, "pts_count", None),
                             base)
 
+    def _deliver_fast(self, updates, upd) -> bool:
+        """FastUpdates (telethon_fastpath.py): an eligible new message (a private chat or a
+        basic group), straight from the receive loop, to the actors."""
+        m = upd.message
+        peer = m.peer_id
+        chat_id = utils.get_peer_id(peer)
+        sender_id = m.sender_id or chat_id
+        sender = next((u for u in updates.users if u.id == sender_id), None)
+        kind = "private" if type(peer) is types.PeerUser else "group"
+        self.push_update(self._convert_parts(upd, m, chat_id, kind, sender))
+        return True
+
     async def _on_new_message(self, event):
+        if fast_delivered(event.original_update):
+            return                       # FastUpdates gave it to the actors already
         try:
             message = self._convert(event)
         except Exception:        # a conversion bug must not stop the update loop
@@ -339,7 +356,10 @@ class TelethonBackend(AsyncioBackend):
     def engine_stats(self):
         conn = getattr(getattr(getattr(self, "client", None), "_sender", None), "_connection",
                        None)
-        return {**super().engine_stats(), "direct_writes": getattr(conn, "direct_writes", 0)}
+        fast = getattr(self, "fast", None)
+        return {**super().engine_stats(), "direct_writes": getattr(conn, "direct_writes", 0),
+                "fast_updates": fast.delivered if fast is not None else 0,
+                "fast_update_failures": fast.failed if fast is not None else 0}
 
     def lib_update_alone(self) -> bool:
         """Telethon hands each update to the handlers in a task of its own; such a task stays
@@ -351,9 +371,13 @@ class TelethonBackend(AsyncioBackend):
 
     def _convert(self, event) -> IncomingMessage:
         m = event.message
-        resume_at = self._resume_point(event.original_update, m)
-        chat_id = event.chat_id
         kind = "private" if event.is_private else ("group" if event.is_group else "channel")
+        return self._convert_parts(event.original_update, m, event.chat_id, kind, m.sender)
+
+    def _convert_parts(self, upd, m, chat_id, kind, sender) -> IncomingMessage:
+        """The IncomingMessage of Telethon message M of update UPD in chat CHAT_ID of KIND;
+        SENDER: its User, if known (for the username)."""
+        resume_at = self._resume_point(upd, m)
         media = None
         # m.media first: a text message (most) skips two properties' isinstance chains
         if m.media is not None and (m.photo is not None or m.document is not None):
@@ -366,7 +390,6 @@ class TelethonBackend(AsyncioBackend):
         fwd_from = None
         if fwd is not None:
             fwd_from = utils.get_peer_id(fwd.from_id) if fwd.from_id is not None else 0
-        sender = m.sender
         return IncomingMessage(
             bot=self.name, update_id=f"{chat_id}:{m.id}", chat_id=chat_id, chat_kind=kind,
             message_id=m.id, sender_id=m.sender_id or chat_id, text=m.message or "",

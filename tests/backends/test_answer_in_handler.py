@@ -19,8 +19,10 @@ def test_echo_runs_in_the_handler_task_and_exports_do_not_wait_for_it(inprocess_
     ctl = tg.control
     bot = ctl.create_account("bot", provision_key=False)
     user = ctl.create_account("user")
+    # Telethon's handler path: with `fast_updates` the echo's job would run in a task
+    # started from the receive loop (tests/backends/test_fast_updates.py)
     group = inprocess_fleet.group(backend_args(tg, bot, "telethon", tmp_path,
-                                               session_save_s=0.2),
+                                               session_save_s=0.2, fast_updates=False),
                                   probe={"echo": True, "ack": True})
     for i in range(3):
         ctl.send_as(user["user_id"], bot["user_id"], f"hello {i}")

@@ -22,11 +22,13 @@ def test_fresh_chats_go_out_on_the_lease_and_the_limiter_counts_them(bot_tree):
 
     tree.inject("alpha", [msg("alpha", 600 + i, 1, f"m{i}") for i in range(8)])
     tree.wait_sends("alpha", 9)
-    s = tree.settle("alpha")
-    assert s["lease_sends"] == 8                  # no round trip for those 8
     # the spent lease is renewed once their results are in (off the messages' path), and
-    # that request reports the 8
-    assert s["lease_renewals"] == 1 and s["grant_requests"] == 2 and s["lease_tokens"] == 8
+    # that request reports the 8; settled is not enough: the renewal's grant may still be on
+    # its way (seen on the processes base)
+    s = tree.wait(lambda: (st := tree.settled("alpha")) and st["lease_tokens"] == 8 and st, 15,
+                  what="alpha: settled, with the renewed lease")
+    assert s["lease_sends"] == 8                  # no round trip for those 8
+    assert s["lease_renewals"] == 1 and s["grant_requests"] == 2
     assert tree.service_stats("ratelimit")["lease_used_total"] == 8
 
     # a fresh chat goes out on the new lease; a second message to it in the same turn is not
