@@ -87,6 +87,9 @@ BOT_DEFAULTS = {
     # the backend stops reading from Telegram above `high` undispatched updates, until `low`;
     # the same defaults as actors/backends/base.py DEFAULTS (a backend started without them)
     "update_backlog_high": 128, "update_backlog_low": 32,
+    # Telethon: new messages go to the bot ahead of Telethon's update bookkeeping
+    # (actors/backends/telethon_fastpath.py); the other libraries ignore it
+    "fast_updates": True,
 }
 
 
@@ -260,6 +263,9 @@ def validate_bot(bot: dict, where: str = "bot", base: str | None = None) -> dict
                           "system.base = 'processes' (thespian conventions)")
     if not isinstance(out["enabled"], bool):
         raise ConfigError(f"{where}.enabled: expected true or false")
+    if not isinstance(out["fast_updates"], bool):
+        raise ConfigError(f"{where}.fast_updates: expected true or false, got "
+                          f"{out['fast_updates']!r}")
     server = out.get("server")
     if server is not None:
         if not isinstance(server, dict) or not isinstance(server.get("host"), str) \

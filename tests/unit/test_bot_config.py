@@ -18,6 +18,12 @@ def test_defaults_include_the_backlog_bounds():
         "update_backlog_low"] == 0
 
 
+def test_fast_updates_default_on_as_in_the_backend_and_can_be_switched_off():
+    from actors.backends.base import DEFAULTS
+    assert validate_bot(dict(BOT))["fast_updates"] is True is DEFAULTS["fast_updates"]
+    assert validate_bot(dict(BOT, fast_updates=False))["fast_updates"] is False
+
+
 @pytest.mark.parametrize("extra, message", [
     ({"update_backlog_high": 0}, "update_backlog_high: expected an integer 1..10000000"),
     ({"update_backlog_high": "many"}, "update_backlog_high: expected an integer"),
@@ -26,6 +32,7 @@ def test_defaults_include_the_backlog_bounds():
     ({"update_backlog_low": -1}, "update_backlog_low: expected an integer from 0"),
     ({"update_backlog_low": True}, "update_backlog_low: expected an integer from 0"),
     ({"queue_max": 0}, "queue_max: expected an integer 1..10000000"),
+    ({"fast_updates": "yes"}, "fast_updates: expected true or false, got 'yes'"),
 ])
 def test_bad_values_name_the_key(extra, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
