@@ -188,8 +188,8 @@ class InlineDriver:
         a few deliveries later at most (MAX_INLINE). A timer promises no order against
         messages. Why: in a traced light-load run (10 bots x 1 msg/s, 600 messages) 2 of the
         10 slowest had met a bot's timer on their way (dedup record, updates done), which
-        ended the run there and left the rest of the message's path to the runner (+0.9-1 ms). Leaving due
-        timers unqueued instead kept the runner asleep under load: every update then went
+        ended the run there and left the rest of the message's path to the runner
+        (+0.9-1 ms). Leaving due timers unqueued instead kept the runner asleep under load: every update then went
         inline in small batches, and the fleet answered 1,500-2,100 instead of 2,600-2,700
         msg/s (bench --quick)."""
         done = 0

@@ -240,8 +240,8 @@ def fleet_connection(gate: ReadGate) -> type:
                 return
             await super().send(data)
 
-    FleetConnection.direct_writes = 0
-    FleetConnection.__name__ = FleetConnection.__qualname__ = "FleetConnection"
+    FleetConnection.direct_writes = 0      # packets written at once, since the class was made
+    FleetConnection.__qualname__ = "FleetConnection"
     return FleetConnection
 
 
@@ -258,8 +258,9 @@ class TelethonBackend(AsyncioBackend):
             sess.set_dc(sess.dc_id or 2, server["host"], server["port"])
         # Reads from Telegram wait while Telethon's own update queue is long (readgate.py).
         self.read_gate = ReadGate(cfg["update_backlog_high"], cfg["update_backlog_low"])
+        self.connection_class = fleet_connection(self.read_gate)
         client = _FleetClient(sess, cfg["api_id"], cfg["api_hash"], flood_sleep_threshold=0,
-                              connection=fleet_connection(self.read_gate),
+                              connection=self.connection_class,
                               catch_up=True, request_retries=1, connection_retries=3,
                               retry_delay=1, auto_reconnect=True,
                               device_model="tgfleet", app_version="tgfleet")
@@ -325,7 +326,7 @@ class TelethonBackend(AsyncioBackend):
         return resume.point(scope, getattr(upd, "pts", None), getattr(upd, "pts_count", None),
                             base)
 
-    def _deliver_fast(self, updates, upd) -> bool:
+    def _deliver_fast(self, updates, upd) -> None:
         """FastUpdates (telethon_fastpath.py): an eligible new message (a private chat or a
         basic group), straight from the receive loop, to the actors."""
         m = upd.message
@@ -335,7 +336,6 @@ class TelethonBackend(AsyncioBackend):
         sender = next((u for u in updates.users if u.id == sender_id), None)
         kind = "private" if type(peer) is types.PeerUser else "group"
         self.push_update(self._convert_parts(upd, m, chat_id, kind, sender))
-        return True
 
     async def _on_new_message(self, event):
         if fast_delivered(event.original_update):
@@ -354,8 +354,7 @@ class TelethonBackend(AsyncioBackend):
             await self.run_jobs_here(jobs)
 
     def engine_stats(self):
-        conn = getattr(getattr(getattr(self, "client", None), "_sender", None), "_connection",
-                       None)
+        conn = getattr(self, "connection_class", None)
         fast = getattr(self, "fast", None)
         return {**super().engine_stats(), "direct_writes": getattr(conn, "direct_writes", 0),
                 "fast_updates": fast.delivered if fast is not None else 0,

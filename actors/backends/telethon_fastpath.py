@@ -54,8 +54,8 @@ class FastUpdates:
     """Installed on one TelegramClient, used on its loop thread only."""
 
     def __init__(self, client, deliver):
-        """DELIVER(updates, update) gets an eligible Updates and its UpdateNewMessage; it
-        returns True once the message is with the actors."""
+        """DELIVER(updates, update) hands an eligible Updates' UpdateNewMessage to the
+        actors; if it raises, the update is left to Telethon's path."""
         self.client = client
         self.deliver = deliver
         self.held: list = []
@@ -83,14 +83,13 @@ class FastUpdates:
         self._release_after(RELEASE_HOPS)
         self.client._mb_entity_cache.extend(obj.users, obj.chats)
         try:
-            delivered = self.deliver(obj, upd)
+            self.deliver(obj, upd)
         except Exception:
             self.failed += 1
             log.exception("fast update path: delivery failed; Telethon's path delivers it")
             return
-        if delivered:
-            setattr(upd, FAST_MARK, True)
-            self.delivered += 1
+        setattr(upd, FAST_MARK, True)
+        self.delivered += 1
 
     def eligible(self, obj):
         """The UpdateNewMessage of an Updates that may skip ahead of Telethon's update loop,

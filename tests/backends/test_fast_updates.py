@@ -56,7 +56,8 @@ def test_fast_updates_match_telethons_path_once_each_and_the_state_follows(fleet
 
     assert groups[True].stats()["fast_updates"] == 4
     assert groups[False].stats()["fast_updates"] == 0
-    for fast in groups:     # Telethon applied every message: the saved state is 8 past (4 in, 4 answers)
+    # Telethon applied every message: the saved state is 8 past (4 in, 4 answers)
+    for fast in groups:
         fleet.poll(lambda: stored_pts(fleet, store, names[fast]) == before[fast] + 8, 15,
                    f"the stored pts to follow the 4 messages and answers (fast={fast})")
     time.sleep(0.5)         # Telethon has dispatched them all: none may reach the bot again

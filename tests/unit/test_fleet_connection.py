@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import struct
 
-
 from actors.backends.readgate import ReadGate
 from actors.backends.telethon_backend import fleet_connection
 

@@ -37,7 +37,7 @@ def new_message(pts: int, msg_id: int = 5, out: bool = False, peer=None, seq: in
 def test_only_a_message_that_follows_the_known_state_with_nothing_before_it_is_eligible():
     async def main():
         client = client_at(pts=10, seq=3)
-        fast = FastUpdates(client, lambda obj, upd: True)
+        fast = FastUpdates(client, lambda obj, upd: None)
         assert fast.eligible(new_message(11)) is not None
         assert fast.eligible(new_message(11, peer=types.PeerChat(40))) is not None
         assert fast.eligible(new_message(11, seq=4)) is not None
@@ -68,7 +68,7 @@ def test_delivered_at_once_held_then_queued_for_telethon_in_arrival_order():
     async def main():
         client = client_at(pts=10)
         delivered = []
-        fast = FastUpdates(client, lambda obj, upd: delivered.append(upd) or True).install()
+        fast = FastUpdates(client, lambda obj, upd: delivered.append(upd)).install()
         handle = client._sender._handle_update
         first, second = new_message(11, 5, text="one"), new_message(12, 6, text="two")
         await handle(TLMessage(1, 1, first))
