@@ -77,7 +77,7 @@ from messages.telegram import IncomingMessage, Publish, UpdateBatch, action_chat
 from system import lane as lanes
 from system.breaker import CircuitBreaker
 from system.lease import BotLease
-from system.metrics_client import REPORT_INTERVAL, MetricsBuffer
+from system.metrics_client import MetricsBuffer
 from system.procguard import in_own_process
 from system.retry import ERROR_KINDS, FATAL_KINDS, RetryPolicy
 
@@ -438,9 +438,8 @@ class BotActor(FleetActor):
         self.subscribe()
         self._arm_tick()
         self.every("cleanup", cfg["cleanup_s"])
-        self.every("flight", min(5.0, cfg["result_timeout_s"] / 2))
         if "metrics" in self.env:
-            self.every("metrics", REPORT_INTERVAL)
+            self.metrics.schedule(self)
 
     def subscribe(self):
         """Tell the bus our topics (SubscribeTopics replaces a previous incarnation's set)."""
@@ -834,6 +833,10 @@ class BotActor(FleetActor):
         backend = self.env.get("sibling.backend")
         self._to_backend(backend, ActionBatch(self.name, self.outbox.launch(items)))
         self.c["batches"] += 1
+        if not self.armed("flight"):
+            # Looks for actions without a result while any is in flight, and only then: an
+            # idle bot has no timer of its own to serve (see MetricsBuffer.tick for why).
+            self.every("flight", min(5.0, self.cfg["result_timeout_s"] / 2))
 
     # ---- results -------------------------------------------------------------------------
     def on_ActionResults(self, msg: ActionResults, sender):
@@ -949,12 +952,14 @@ class BotActor(FleetActor):
             if overdue:
                 self._results([ActionResult(aid, False, "timeout", "no result from the backend")
                                for aid in overdue], synthetic=True)
+            if not self.outbox.in_flight:
+                self.cancel_timer("flight")
         elif name == "cleanup":
             stats = self.pipeline.cleanup()
             self.log.info("bot %s: cleanup: %s; queue %s", self.name, stats,
                           self.outbox.counters())
         elif name == "metrics":
-            self.flush_metrics()
+            self.flush_metrics(tick=True)
 
     def on_BackendState(self, msg: BackendState, sender):
         if msg.lane and in_own_process() and msg.lane != self.lane_address:
@@ -1016,7 +1021,7 @@ class BotActor(FleetActor):
             self.grant_pending = False   # the old limiter will not answer
             self.pump()
         elif msg.key == "metrics":
-            self.every("metrics", REPORT_INTERVAL)
+            self.metrics.schedule(self)
         elif msg.key == "sibling.backend":
             self._close_lane()     # the new backend offers its own lane in its BackendState
             self.send(msg.address, AttachBot(self.name))
@@ -1039,6 +1044,7 @@ class BotActor(FleetActor):
             "dedup_keys_loaded": c["dedup_keys_loaded"], "dedup_warm": self.warm_state,
             "dedup_records_in_flight": len(self.unconfirmed),
             "dedup_keys_waiting": len(self.record_keys), "ticking": self.armed("tick"),
+            "watching_flight": self.armed("flight"),
             "store_breaker": self.store_breaker.state,
             "handler_errors": dict(p.handler_errors), "actions": dict(p.actions),
             "events_in": c["events_in"], "grant_requests": c["grant_requests"],
@@ -1056,7 +1062,9 @@ class BotActor(FleetActor):
     def on_BotStatsRequest(self, msg: BotStatsRequest, sender):
         self.send(sender, BotStats(msg.request_id, self.name, self.counters()))
 
-    def flush_metrics(self):
+    def flush_metrics(self, tick: bool = False):
+        """The gauges read off the bot's state, then a report: paced by the report timer when
+        TICK (MetricsBuffer.tick), else at once if anything changed (on stop)."""
         m, bot, p = self.metrics, self.name, self.pipeline
         # every failure counter exists from the start (0), so dashboards show 0, not "no data"
         for h in p.handlers:
@@ -1071,7 +1079,10 @@ class BotActor(FleetActor):
         if self.last_update_at is not None:
             m.set("tgfleet_bot_last_update_age_seconds",
                   time.monotonic() - self.last_update_at, bot=bot)
-        m.flush(self)
+        if tick:
+            m.tick(self)
+        else:
+            m.flush(self)
         ob = self.outbox
         self.report_info(f"queue={ob.queued} retries={ob.retries} "
                          f"dropped={sum(ob.dropped.values())} store={self.store_breaker.state}"

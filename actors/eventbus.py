@@ -30,7 +30,7 @@ from collections import Counter
 from actors.base import FleetActor
 from messages.backend import BusEvent, PublishEvent, SubscribeTopics, UnsubscribeAll
 from messages.bot import BotStats, BotStatsRequest
-from system.metrics_client import REPORT_INTERVAL, MetricsBuffer
+from system.metrics_client import MetricsBuffer
 
 ALL = "*"
 OTHER_TOPIC = "_other"
@@ -52,7 +52,7 @@ class EventBus(FleetActor):
         self.counts = Counter()                          # delivered, no_subscribers, refused...
         self.metrics = MetricsBuffer(self.path)
         if "metrics" in self.env:
-            self.every("metrics", REPORT_INTERVAL)
+            self.metrics.schedule(self)
 
     # ---- subscriptions -------------------------------------------------------------------
     def _remove(self, name: str):
@@ -128,11 +128,11 @@ class EventBus(FleetActor):
 
     def on_timer(self, name):
         if name == "metrics":
-            self.metrics.flush(self)
+            self.metrics.tick(self)
 
     def on_env_update(self, msg):
         if msg.key == "metrics":
-            self.every("metrics", REPORT_INTERVAL)
+            self.metrics.schedule(self)
 
     def on_stop(self):
         if hasattr(self, "metrics"):

@@ -33,7 +33,7 @@ from collections import OrderedDict
 from actors.base import FleetActor
 from messages.backend import FloodWaitReport, Grant, GrantRequest
 from messages.bot import BotStats, BotStatsRequest
-from system.metrics_client import REPORT_INTERVAL, MetricsBuffer
+from system.metrics_client import MetricsBuffer
 from system.ratelimit_policy import RateLimitPolicy
 
 POLICY_ARGS = ("bot_per_s", "bot_burst", "chat_per_s", "chat_burst", "group_per_min",
@@ -72,7 +72,7 @@ class RateLimiterActor(FleetActor):
         self.metrics = MetricsBuffer(self.path)
         self.every("prune", float(args.get("prune_s", 60.0)))
         if "metrics" in self.env:
-            self.every("metrics", REPORT_INTERVAL)
+            self.metrics.schedule(self)
 
     def on_GrantRequest(self, msg: GrantRequest, sender):
         if msg.bot not in self.seen_bots and len(self.seen_bots) < 10_000:
@@ -154,11 +154,11 @@ class RateLimiterActor(FleetActor):
             while self.recent_floods and next(iter(self.recent_floods.values()))[0] < horizon:
                 self.recent_floods.popitem(last=False)
         elif name == "metrics":
-            self.metrics.flush(self)
+            self.metrics.tick(self)
 
     def on_env_update(self, msg):
         if msg.key == "metrics":
-            self.every("metrics", REPORT_INTERVAL)
+            self.metrics.schedule(self)
 
     def on_stop(self):
         if hasattr(self, "metrics"):

@@ -55,7 +55,7 @@ from messages.store import (REQUESTS, DedupCheck, DedupRecent, DeleteBotConfig, 
                             QueryAudit, SessionGet, SessionPut, StateGet, StatePut, StoreReply,
                             StoreStats)
 from system.loopthread import LoopThread
-from system.metrics_client import REPORT_INTERVAL, MetricsBuffer
+from system.metrics_client import MetricsBuffer
 
 MAX_NAME = 256             # bot names, accounts, kv keys, item ids (characters)
 MAX_KEYS = 10_000          # keys per DedupCheck / ids per OutboxDone
@@ -341,7 +341,7 @@ class StoreActor(FleetActor):
             self.log.warning("%s: journal_mode is %r, not wal", self.path, self.journal_mode)
         self.log.info("%s: %s open, schema %d -> %d", self.path, self.db_path, *self.schema)
         self.every("cleanup", self.state_cleanup_s)
-        self.every("metrics", REPORT_INTERVAL)
+        self.metrics.schedule(self)
         self.every("row_counts", 15.0)
         self.after("row_counts", 0.5)
         self.report_started()
@@ -352,7 +352,7 @@ class StoreActor(FleetActor):
             self.queue.append(_Op(None, None, True, self._run_cleanup, multi=True))
             self._submit_batch()
         elif name == "metrics":
-            self.metrics.flush(self)
+            self.metrics.tick(self)
         elif name == "row_counts" and self.ready:
             self.loop.submit_to(self._row_counts(), self.bridge, ("rows",))
             if not self.armed("row_counts"):

@@ -5,13 +5,20 @@ self.metrics = MetricsBuffer(self.path)                    # in on_start
 self.metrics.inc("tgfleet_bot_updates_total", bot="alpha")
 self.metrics.set("tgfleet_bot_queue_depth", len(q), bot="alpha")
 self.metrics.observe("tgfleet_e2e_latency_seconds", 0.042, bot="alpha")
-self.every("metrics", REPORT_INTERVAL)                     # and in on_timer("metrics"):
-self.metrics.flush(self)                                   # sends report() to env["metrics"]
+self.metrics.schedule(self)                                # the "metrics" timer; then in
+self.metrics.tick(self)                                    # on_timer("metrics"): report
 ```
 A buffer lives in one actor and is used from that actor's context only (no lock). Counters and
 histograms are cumulative since the buffer was created; `report()` snapshots everything plus this
 process's resident memory and CPU seconds (`tgfleet_process_*{actor=<source>}`). Families and
 label names are checked against `system.metricdefs`: a typo raises ValueError where it is made.
+
+An actor whose numbers stand still reports every IDLE_REPORT_S, not every REPORT_INTERVAL, and
+its timer fires that seldom too; its first change brings the timer back to REPORT_INTERVAL
+(`tick`). Why: on the in-process base every actor's timer runs on the one runner thread, and a
+quiet 50-bot fleet spent ~10 ms of every second there (bench/RESULTS.md, eighteenth session),
+mostly on timers that found nothing to report; a message that arrives while the runner is busy
+waits for it.
 """
 from __future__ import annotations
 
@@ -58,8 +65,10 @@ class MetricsBuffer:
         self._process = process
         self._proc: psutil.Process | None = None
         self._proc_pid = 0
-        self._last_sig = None        # what the last flushed report contained (see flush)
+        self._dirty = True           # something changed since the last report
         self._last_sent = 0.0
+        self._slow = False           # the report timer runs at IDLE_REPORT_S (see tick)
+        self._on_change = None       # speeds it up again: called once, on the next change
         self._proc_labels = (("actor", source),)
 
     # ---- recording -------------------------------------------------------------------------
@@ -70,7 +79,10 @@ class MetricsBuffer:
             raise ValueError(f"{family}: a counter only goes up (amount={amount})")
         key = (family, fam.key(labels))
         scalars = self._scalars
-        scalars[key] = scalars.get(key, 0.0) + amount
+        old = scalars.get(key)
+        scalars[key] = (old or 0.0) + amount
+        if amount or old is None:
+            self._moved()
 
     def dec(self, family: str, amount: float = 1.0, **labels) -> None:
         """Subtract `amount` from a gauge."""
@@ -84,7 +96,13 @@ class MetricsBuffer:
         value = float(value)
         if fam.type == COUNTER and value < 0:
             raise ValueError(f"{family}: a counter cannot be negative ({value})")
-        self._scalars[(family, fam.key(labels))] = value
+        key = (family, fam.key(labels))
+        old = self._scalars.get(key)
+        if old != value:
+            self._scalars[key] = value
+            # An age (fam.ages) grows by itself: the exporter ages it between reports.
+            if old is None or not fam.ages:
+                self._moved()
 
     def observe(self, family: str, value: float, **labels) -> None:
         """Record one observation in a histogram (in the family's base unit)."""
@@ -99,6 +117,7 @@ class MetricsBuffer:
         h[0][bisect.bisect_left(fam.buckets, value)] += 1
         h[1] += value
         h[2] += 1
+        self._moved()
 
     @contextmanager
     def time(self, family: str, **labels):
@@ -116,8 +135,15 @@ class MetricsBuffer:
         if fam is None:
             raise ValueError(f"unknown metric family {family!r}")
         key = (family, fam.key(labels))
-        self._scalars.pop(key, None)
-        self._hists.pop(key, None)
+        if self._scalars.pop(key, None) is not None or self._hists.pop(key, None) is not None:
+            self._moved()
+
+    def _moved(self) -> None:
+        self._dirty = True
+        hook = self._on_change
+        if hook is not None:
+            self._on_change = None
+            hook()
 
     def get(self, family: str, **labels):
         """Current value of a series: a float, `(bucket_counts, sum, count)`, or None."""
@@ -174,10 +200,6 @@ class MetricsBuffer:
 
     IDLE_REPORT_S = 10.0
 
-    def _signature(self):
-        return (len(self._scalars), sum(self._scalars.values()),
-                sum(h[2] for h in self._hists.values()))
-
     def flush(self, actor, force: bool = False) -> bool:
         """Send `report()` from `actor` to `actor.env["metrics"]`; False when there is none or
         nothing changed. An idle actor reports every IDLE_REPORT_S only (for its RSS/CPU), so a
@@ -186,12 +208,36 @@ class MetricsBuffer:
         if addr is None:
             return False
         now = time.monotonic()
-        sig = self._signature()
-        if not force and sig == self._last_sig and now - self._last_sent < self.IDLE_REPORT_S:
+        if not force and not self._dirty and now - self._last_sent < self.IDLE_REPORT_S:
             return False
-        self._last_sig, self._last_sent = sig, now
+        self._dirty, self._last_sent = False, now
         actor.send(addr, self.report())
         return True
+
+    def schedule(self, actor, timer: str = "metrics") -> None:
+        """(Re)start ACTOR's report timer TIMER (`every`) at REPORT_INTERVAL, e.g. on start or
+        for a new exporter; its next report carries everything."""
+        self._dirty = True
+        self._on_change = None
+        self._slow = False
+        actor.every(timer, REPORT_INTERVAL)
+
+    def tick(self, actor, timer: str = "metrics") -> bool:
+        """ACTOR's report timer TIMER fired: report what changed, and pace the timer. While
+        the numbers move it fires every REPORT_INTERVAL; the first time it finds nothing
+        changed it slows to IDLE_REPORT_S, where every tick reports (RSS and CPU), until the
+        next change (inc, set, observe, remove) sets it back to REPORT_INTERVAL from then.
+        Returns whether a report was sent."""
+        if self._dirty or self._slow:
+            return self.flush(actor, force=True)
+        self._slow = True
+        actor.every(timer, self.IDLE_REPORT_S)
+
+        def speed_up():
+            self._slow = False
+            actor.every(timer, REPORT_INTERVAL)
+        self._on_change = speed_up
+        return False
 
 
 # (pid, monotonic time, rss bytes, cpu seconds, pss bytes, when pss was read) of the last /proc

@@ -61,7 +61,7 @@ from system import lane as lanes
 from system import resume
 from system.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
 from system.loopthread import LoopThread
-from system.metrics_client import REPORT_INTERVAL, MetricsBuffer
+from system.metrics_client import MetricsBuffer
 from system import placement
 from system.procguard import in_own_process
 from system.sessionlock import SessionLock
@@ -347,7 +347,7 @@ class BackendActor(FleetActor):
             if self.library in ("telethon", "pyrogram"):
                 register_rsa_key(cfg["server"]["rsa_public_key"], (self.library,))
         if "metrics" in self.env:
-            self.every("metrics", REPORT_INTERVAL)
+            self.metrics.schedule(self)
         if in_own_process() and cfg.get("data_dir"):
             self.session_lock = SessionLock(cfg["data_dir"])
         self._open_when_owned()
@@ -910,7 +910,7 @@ class BackendActor(FleetActor):
               library=self.library)
         m.set("tgfleet_backend_requests_in_flight", len(self.in_flight), bot=bot)
         m.set("tgfleet_circuit_state", CIRCUIT_VALUES.get(self.breaker.state, 0), bot=bot)
-        m.flush(self)
+        m.tick(self)
         self.report_info(f"circuit={self.breaker.state} login={self.login_state} "
                          f"in_flight={len(self.in_flight)} unfinished={len(self.unacked)}")
 

@@ -88,14 +88,20 @@ def test_every_outcome_is_accounted_for(bot_tree):
 
 
 def test_missing_result_counts_as_timeout_and_late_result_is_ignored(bot_tree):
+    """A result that does not come is a timeout, and the one that comes late is ignored. The
+    timer that looks for it runs only while actions are in flight: an idle bot keeps none, and
+    the next action sent starts it again."""
     tree = bot_tree([group_spec("alpha", ECHO, result_timeout_s=0.3)])
-    tree.hold("alpha", True)
     tree.inject("alpha", [msg("alpha", 100, 1, "hi")])
+    assert tree.settle("alpha")["sent"] == 1
+    tree.wait(lambda: not tree.stats("alpha")["watching_flight"], what="idle: no flight timer")
+    tree.hold("alpha", True)
+    tree.inject("alpha", [msg("alpha", 101, 2, "again")])
     tree.wait(lambda: tree.stats("alpha")["retries"] >= 1, what="retry after no result")
-    tree.wait(lambda: tree.records("alpha").total >= 2, what="second attempt at the backend")
+    tree.wait(lambda: tree.records("alpha").total >= 3, what="second attempt at the backend")
     tree.hold("alpha", False)
     s = tree.settle("alpha")
-    assert s["sent"] == 1 and s["late_results"] >= 1 and s["dropped"] == 0
+    assert s["sent"] == 2 and s["late_results"] >= 1 and s["dropped"] == 0
     assert_accounting(s)
 
 

@@ -275,3 +275,60 @@ def test_pss_is_read_less_often_than_rss(monkeypatch):
     pid, *rest = mc._process_sample
     monkeypatch.setattr(mc, "_process_sample", (pid + 1, *rest))   # as a forked child sees it
     assert pss() == 123.0 and len(reads) == 3
+
+
+class PacedActor:
+    """Stands in for a FleetActor (MetricsBuffer only calls `send` and `every` on it)."""
+
+    def __init__(self):
+        self.env, self.sent, self.timers = {"metrics": "exporter-address"}, [], []
+
+    def send(self, addr, msg):
+        self.sent.append(msg)
+
+    def every(self, name, period):
+        self.timers.append((name, period))
+
+
+def test_report_timer_slows_down_while_nothing_changes_and_speeds_up_on_a_change():
+    from system.metrics_client import REPORT_INTERVAL
+    idle = MetricsBuffer.IDLE_REPORT_S
+    assert idle > REPORT_INTERVAL
+    actor, buf = PacedActor(), MetricsBuffer("t", process=False)
+    buf.set("tgfleet_bot_last_update_age_seconds", 1.0, bot="a")
+    buf.inc("tgfleet_bot_updates_total", 0, bot="a")                  # a new series
+    buf.set("tgfleet_bot_queue_depth", 0, bot="a")
+    buf.schedule(actor)
+    assert actor.timers == [("metrics", REPORT_INTERVAL)]
+    assert buf.tick(actor) is True and len(actor.sent) == 1           # the first report
+    assert buf.tick(actor) is False and len(actor.sent) == 1          # nothing changed
+    assert actor.timers[-1] == ("metrics", idle)                      # so: slower
+    assert buf.tick(actor) is True and len(actor.sent) == 2           # an idle report
+    assert actor.timers[-1] == ("metrics", idle)                      # still slow
+    # not changes: an age (the exporter ages it), a counter incremented by 0, a gauge set again
+    buf.set("tgfleet_bot_last_update_age_seconds", 9.0, bot="a")
+    buf.inc("tgfleet_bot_updates_total", 0, bot="a")
+    buf.inc("tgfleet_bot_updates_total", 0, bot="a")
+    buf.set("tgfleet_bot_queue_depth", 0, bot="a")
+    buf.set("tgfleet_bot_queue_depth", 0, bot="a")
+    assert len(actor.timers) == 2
+    buf.set("tgfleet_bot_queue_depth", 2, bot="a")                    # a change
+    assert actor.timers[-1] == ("metrics", REPORT_INTERVAL) and len(actor.timers) == 3
+    buf.observe("tgfleet_e2e_latency_seconds", 0.01, bot="a")
+    assert len(actor.timers) == 3                                     # sped up once
+    assert buf.tick(actor) is True
+    rep = actor.sent[-1]
+    values = {fam: v for fam, _, v in rep.samples}
+    assert values["tgfleet_bot_queue_depth"] == 2.0
+    assert values["tgfleet_bot_last_update_age_seconds"] == 9.0       # the age, as of now
+
+
+def test_flush_sends_nothing_unchanged_until_the_idle_period():
+    actor, buf = PacedActor(), MetricsBuffer("t", process=False)
+    buf.inc("tgfleet_bot_updates_total", bot="a")
+    assert buf.flush(actor) is True
+    assert buf.flush(actor) is False
+    buf._last_sent -= MetricsBuffer.IDLE_REPORT_S
+    assert buf.flush(actor) is True                                   # RSS/CPU every idle period
+    buf.remove("tgfleet_bot_updates_total", bot="a")
+    assert buf.flush(actor) is True                                   # a removal is a change
