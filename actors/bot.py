@@ -699,12 +699,13 @@ class BotActor(FleetActor):
             self._record_key(key)
 
     def _record_key(self, key):
-        """Update KEY is finished: acknowledge it to the backend, record it in the store."""
+        """Update KEY is finished: acknowledge it to the backend, record it in the store. Both
+        go on the same timer (`updates_done`): one wake-up per finished update at light load,
+        not two."""
         self._update_done(key)
         if self.env.get("store") is None:
             return
         self.record_keys.append(key)
-        self.after_unless_armed("dedup_record", DEDUP_RECORD_S)
 
     def _update_done(self, key):
         """Tell the backend (batched, at most every UPDATES_DONE_S) that update KEY is finished,
@@ -898,6 +899,8 @@ class BotActor(FleetActor):
             lanes.flush_or_retry(self, self.lane, self._close_lane)
         elif name == "updates_done":
             self._send_updates_done()
+            if self.record_keys:
+                self.record_dedup_keys()   # waits for the record in flight, if any
         elif name == "tick":
             self._accept(self.pipeline.tick())
             if not self.pipeline.needs_tick():
