@@ -525,7 +525,10 @@ class BotActor(FleetActor):
         while len(self.unconfirmed) > MAX_UNCONFIRMED:
             self.unconfirmed.pop(next(iter(self.unconfirmed)))
             self.c["store_dedup_errors"] += 1
-        self.send(store, DedupCheck(rid, self.name, keys))
+        # background: nobody waits for it, the store may commit it with other bots' records
+        # (not on stop: the store drains its queue when it stops, but a bot's stop is no reason
+        # to keep its last record waiting)
+        self.send(store, DedupCheck(rid, self.name, keys, background=not self._stopped))
         if not self._stopped:
             self.after_unless_armed("dedup_resend", DEDUP_RESEND_S)
 

@@ -7,7 +7,13 @@ thread, each batch in ONE transaction, and every reply of a batch is sent only a
 returned (group commit): while one transaction is in flight, everything that arrives waits and
 then shares the next one, so under load one commit (one fsync) serves many writes and under no
 load a write is committed at once. Requests are executed in arrival order, so a read sees every
-write that arrived before it.
+write that arrived before it. The exception is a background record (`DedupCheck.background`, a
+bot's record of updates it has finished, which nobody waits for): with only such records
+queued, the batch waits until the oldest is `record_delay_s` old (or the batch is full, or any
+other request arrives). Why: at light load every answered message made its own record, and so
+its own transaction: thread hand-overs and wake-ups that cost the in-process fleet more CPU per
+message than the message itself (bench/RESULTS.md, eighteenth session); fifty bots' records now
+share one.
 
 Durability (`PRAGMA synchronous`, argument `synchronous`, default FULL) with journal_mode=WAL:
 - SIGKILL, a crash of this process or of the whole service: with NORMAL or FULL, every COMMIT
@@ -32,7 +38,7 @@ seconds; the audit log keeps about `audit_max` rows.
 Arguments (Start.args): path (required), dedup_max=10000, state_cleanup_s=60,
 audit_max=100000, max_payload=64 KiB, max_batch=256 (requests per transaction),
 max_queue=50000 (requests waiting; beyond it requests are refused with "store overloaded" and
-counted as dropped), synchronous="FULL", busy_timeout_ms=5000, hung_after_s=30 (a transaction
+counted as dropped), record_delay_s=0.2, synchronous="FULL", busy_timeout_ms=5000, hung_after_s=30 (a transaction
 in flight for longer makes the probe answer unhealthy, so the supervisor replaces a store stuck
 in SQLite).
 """
@@ -173,9 +179,10 @@ class _Op:
     executed inside the batch's transaction on aiosqlite's worker thread (`db` is that thread's
     sqlite3 connection); `finish(value)` optionally post-processes the value in
     the actor (where the latency records live)."""
-    __slots__ = ("msg", "sender", "t_recv", "write", "multi", "run", "finish")
+    __slots__ = ("msg", "sender", "t_recv", "write", "multi", "run", "finish", "background")
 
-    def __init__(self, msg, sender, write, run, multi=False, finish=None):
+    def __init__(self, msg, sender, write, run, multi=False, finish=None, background=False):
+        self.background = background   # may wait for company (see the module's docstring)
         self.msg = msg
         self.sender = sender
         self.t_recv = time.perf_counter()
@@ -252,18 +259,21 @@ class StoreActor(FleetActor):
         self.max_payload = int(args.get("max_payload", codec.DEFAULT_MAX))
         self.max_batch = int(args.get("max_batch", 256))
         self.max_queue = int(args.get("max_queue", 50_000))
+        self.record_delay_s = float(args.get("record_delay_s", 0.2))
         self.synchronous = str(args.get("synchronous", "FULL")).upper()
         self.busy_timeout_ms = int(args.get("busy_timeout_ms", 5000))
         self.hung_after_s = float(args.get("hung_after_s", 30.0))
         if self.synchronous not in ("NORMAL", "FULL", "EXTRA"):
             raise ValueError(f"store: synchronous must be NORMAL, FULL or EXTRA, "
                              f"got {self.synchronous!r}")
-        if min(self.dedup_max, self.max_batch, self.max_queue) < 1 or self.state_cleanup_s <= 0:
+        if min(self.dedup_max, self.max_batch, self.max_queue) < 1 or self.state_cleanup_s <= 0 \
+                or not 0 <= self.record_delay_s <= 10:
             raise ValueError("store: dedup_max, max_batch and max_queue must be >= 1, "
-                             "state_cleanup_s > 0")
+                             "state_cleanup_s > 0, 0 <= record_delay_s <= 10")
         self.db = None                   # used only on the loop thread once open
         self.ready = False
         self.queue: collections.deque[_Op] = collections.deque()
+        self.urgent_queued = 0           # requests in the queue that are not background records
         self.inflight = None             # (batch_no, ops, future, t_submit)
         self.batch_no = 0
         self.latencies: collections.deque = collections.deque(maxlen=self.LATENCY_SAMPLES)
@@ -353,6 +363,8 @@ class StoreActor(FleetActor):
             self._submit_batch()
         elif name == "metrics":
             self.metrics.tick(self)
+        elif name == "records":
+            self._submit_batch()
         elif name == "row_counts" and self.ready:
             self.loop.submit_to(self._row_counts(), self.bridge, ("rows",))
             if not self.armed("row_counts"):
@@ -406,6 +418,8 @@ class StoreActor(FleetActor):
                         f"store overloaded: {len(self.queue)} requests queued")
             return
         self.queue.append(op)
+        if not op.background:
+            self.urgent_queued += 1
         self._submit_batch()
 
     def _reply(self, sender, msg, ok, value, error=""):
@@ -429,11 +443,17 @@ class StoreActor(FleetActor):
     # ---- batches ------------------------------------------------------------------------
     def _submit_batch(self):
         if self.ready and self.inflight is None and self.queue and not self._stopped:
+            if not self.urgent_queued and len(self.queue) < self.max_batch:
+                wait = self.queue[0].t_recv + self.record_delay_s - time.perf_counter()
+                if wait > 0.001:
+                    self.after_unless_armed("records", wait)   # only background records
+                    return
             self._start_batch()
 
     def _start_batch(self):
         n = min(len(self.queue), self.max_batch)
         ops = [self.queue.popleft() for _ in range(n)]
+        self.urgent_queued -= sum(1 for op in ops if not op.background)
         self.batch_no += 1
         fut = self.loop.submit_to(self._run_batch_async(ops), self.bridge,
                                   ("batch", self.batch_no))
@@ -441,7 +461,7 @@ class StoreActor(FleetActor):
 
     def _finish_batch(self, no, result):
         """The batch's transaction is over (COMMIT returned, or it failed): reply to everyone."""
-        _, ops, _, _ = self.inflight
+        _, ops, _, t_submit = self.inflight
         self.inflight = None
         results, t_begin, t_end, committed = result
         writes = 0
@@ -451,8 +471,10 @@ class StoreActor(FleetActor):
             if op.write:
                 writes += 1
                 if ok and committed:
-                    self.latencies.append(t_end - op.t_recv)
-                    self.metrics.observe("tgfleet_store_write_seconds", t_end - op.t_recv)
+                    # a background record's wait for company is not the store's latency
+                    took = t_end - (t_submit if op.background else op.t_recv)
+                    self.latencies.append(took)
+                    self.metrics.observe("tgfleet_store_write_seconds", took)
             else:
                 self.counters["reads"] += 1
             if not ok:
@@ -661,7 +683,7 @@ class StoreActor(FleetActor):
                 count = limit
             self._dedup_count[bot] = count
             return new
-        return _Op(msg, sender, True, run, multi=True)
+        return _Op(msg, sender, True, run, multi=True, background=msg.background is True)
 
     def _prep_DedupRecent(self, msg: DedupRecent, sender):
         bot = _name(msg.bot, "bot name")

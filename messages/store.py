@@ -75,10 +75,13 @@ class QueryAudit:
 class DedupCheck:
     """Record `keys` (str or int) for `bot`; value: tuple of the keys that were NEW (not seen
     before), in the order given, each once. At most `dedup_max` keys are kept per bot, the
-    oldest pruned: a key older than that counts as new again."""
+    oldest pruned: a key older than that counts as new again. `background`: nobody waits for
+    the answer (a bot recording the keys of updates it has finished), so the store may hold
+    it up to its `record_delay_s` to commit it together with others."""
     request_id: str
     bot: str
     keys: tuple
+    background: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -380,6 +380,25 @@ def test_group_commit_shares_transactions_and_acks_each(fleet):
         assert stats["max_batch"] == len(msgs) - 1 and stats["commits"] == 1
 
 
+def test_background_records_wait_for_company_and_requests_take_them_along(fleet):
+    """Background dedup records (nobody waits for them) from several bots share one
+    transaction; any other request takes the waiting ones along at once, in order."""
+    s = fleet.start_store(record_delay_s=1.0)
+    commits = fleet.ok(s, StoreStats(rid()))["commits"]
+    for i, bot in enumerate(("alpha", "beta", "gamma")):
+        fleet.fs.tell(s, DedupCheck(f"bg{i}", bot, (f"k{i}",), background=True))
+    got = fleet.collect({"bg0", "bg1", "bg2"}, timeout=10)
+    assert [got[f"bg{i}"].value for i in range(3)] == [("k0",), ("k1",), ("k2",)]
+    assert fleet.ok(s, StoreStats(rid()))["commits"] == commits + 1       # one transaction
+    fleet.fs.tell(s, DedupCheck("bg3", "alpha", ("k3",), background=True))
+    # a check (not background) right behind it: both go now, the check sees the record
+    assert fleet.ok(s, DedupCheck(rid(), "alpha", ("k3", "k4")), timeout=0.9) == ("k4",)
+    bg3 = [r for r in fleet.strays if getattr(r, "request_id", "") == "bg3"] or \
+        list(fleet.collect({"bg3"}, timeout=10).values())
+    assert [r.value for r in bg3] == [("k3",)]
+    assert fleet.ok(s, StoreStats(rid()))["commits"] == commits + 2
+
+
 @pytest.mark.parametrize("stop", [ActorExitRequest(), Stop("test")],
                          ids=["ActorExitRequest", "Stop"])
 def test_stop_finishes_work_and_checkpoints(fleet, stop):
