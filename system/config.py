@@ -47,7 +47,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     },
     "metrics": {"host": "127.0.0.1", "port": 9464},
     "log": {"level": "INFO", "json": False, "file": "", "levels": {}},
-    "store": {"path": "", "synchronous": "FULL", "dedup_max": 10000},
+    "store": {"path": "", "synchronous": "FULL", "dedup_max": 10000, "record_delay_s": 0.2},
     "ratelimit": {
         "bot_per_s": 28.0, "bot_burst": 10, "chat_per_s": 0.95, "chat_burst": 2,
         "group_per_min": 19.0, "group_burst": 2, "user_account_per_s": 10.0,
@@ -71,6 +71,10 @@ CHOICES = {
     ("system", "process_unit"): ("actor", "bot"),
     ("store", "synchronous"): ("FULL", "NORMAL"),
     ("log", "level"): ("DEBUG", "INFO", "WARNING", "ERROR"),
+}
+RANGES = {
+    ("store", "record_delay_s"): (0.0, 10.0),   # actors/store.py: background records' wait
+    ("store", "dedup_max"): (1, 10_000_000),
 }
 PORT_KEYS = {("system", "admin_port"), ("control", "port"), ("metrics", "port"),
              ("localtg", "port"), ("localtg", "control_port")}
@@ -168,6 +172,10 @@ def load_config(path: str | None = None, env: dict | None = None) -> dict:
         port = cfg[section][key]
         if not 0 <= port <= 65535:
             raise ConfigError(f"{section}.{key}: expected a port 0-65535, got {port}")
+    for (section, key), (low, high) in RANGES.items():
+        if not low <= cfg[section][key] <= high:
+            raise ConfigError(f"{section}.{key}: expected {low:g} to {high:g}, "
+                              f"got {cfg[section][key]!r}")
     try:
         affinity.parse(cfg["system"]["cpu_affinity"])
     except affinity.AffinityError as exc:
