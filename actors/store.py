@@ -38,9 +38,9 @@ seconds; the audit log keeps about `audit_max` rows.
 Arguments (Start.args): path (required), dedup_max=10000, state_cleanup_s=60,
 audit_max=100000, max_payload=64 KiB, max_batch=256 (requests per transaction),
 max_queue=50000 (requests waiting; beyond it requests are refused with "store overloaded" and
-counted as dropped), record_delay_s=0.2, synchronous="FULL", busy_timeout_ms=5000, hung_after_s=30 (a transaction
-in flight for longer makes the probe answer unhealthy, so the supervisor replaces a store stuck
-in SQLite).
+counted as dropped), record_delay_s=0.2 (background records, above), synchronous="FULL",
+busy_timeout_ms=5000, hung_after_s=30 (a transaction in flight for longer makes the probe answer
+unhealthy, so the supervisor replaces a store stuck in SQLite).
 """
 from __future__ import annotations
 
@@ -273,7 +273,6 @@ class StoreActor(FleetActor):
         self.db = None                   # used only on the loop thread once open
         self.ready = False
         self.queue: collections.deque[_Op] = collections.deque()
-        self.urgent_queued = 0           # requests in the queue that are not background records
         self.inflight = None             # (batch_no, ops, future, t_submit)
         self.batch_no = 0
         self.latencies: collections.deque = collections.deque(maxlen=self.LATENCY_SAMPLES)
@@ -418,8 +417,6 @@ class StoreActor(FleetActor):
                         f"store overloaded: {len(self.queue)} requests queued")
             return
         self.queue.append(op)
-        if not op.background:
-            self.urgent_queued += 1
         self._submit_batch()
 
     def _reply(self, sender, msg, ok, value, error=""):
@@ -443,17 +440,17 @@ class StoreActor(FleetActor):
     # ---- batches ------------------------------------------------------------------------
     def _submit_batch(self):
         if self.ready and self.inflight is None and self.queue and not self._stopped:
-            if not self.urgent_queued and len(self.queue) < self.max_batch:
+            # Only background records waiting (a short queue: a full batch goes at once)?
+            if len(self.queue) < self.max_batch and all(op.background for op in self.queue):
                 wait = self.queue[0].t_recv + self.record_delay_s - time.perf_counter()
                 if wait > 0.001:
-                    self.after_unless_armed("records", wait)   # only background records
+                    self.after_unless_armed("records", wait)
                     return
             self._start_batch()
 
     def _start_batch(self):
         n = min(len(self.queue), self.max_batch)
         ops = [self.queue.popleft() for _ in range(n)]
-        self.urgent_queued -= sum(1 for op in ops if not op.background)
         self.batch_no += 1
         fut = self.loop.submit_to(self._run_batch_async(ops), self.bridge,
                                   ("batch", self.batch_no))

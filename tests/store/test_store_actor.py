@@ -397,6 +397,12 @@ def test_background_records_wait_for_company_and_requests_take_them_along(fleet)
         list(fleet.collect({"bg3"}, timeout=10).values())
     assert [r.value for r in bg3] == [("k3",)]
     assert fleet.ok(s, StoreStats(rid()))["commits"] == commits + 2
+    # after other requests, records still wait for each other
+    fleet.ok(s, KvSet(rid(), "k", 1))
+    for i in (4, 5):
+        fleet.fs.tell(s, DedupCheck(f"bg{i}", "beta", (f"k{i}",), background=True))
+    assert set(fleet.collect({"bg4", "bg5"}, timeout=10)) == {"bg4", "bg5"}
+    assert fleet.ok(s, StoreStats(rid()))["commits"] == commits + 4
 
 
 @pytest.mark.parametrize("stop", [ActorExitRequest(), Stop("test")],
