@@ -67,8 +67,9 @@ class MetricsBuffer:
         self._proc_pid = 0
         self._dirty = True           # something changed since the last report
         self._last_sent = 0.0
-        self._slow = False           # the report timer runs at IDLE_REPORT_S (see tick)
-        self._on_change = None       # speeds it up again: called once, on the next change
+        # (actor, timer) while that report timer runs at IDLE_REPORT_S: the next change sets
+        # it back to REPORT_INTERVAL (see tick)
+        self._slowed = None
         self._proc_labels = (("actor", source),)
 
     # ---- recording -------------------------------------------------------------------------
@@ -140,10 +141,10 @@ class MetricsBuffer:
 
     def _moved(self) -> None:
         self._dirty = True
-        hook = self._on_change
-        if hook is not None:
-            self._on_change = None
-            hook()
+        if self._slowed is not None:
+            actor, timer = self._slowed
+            self._slowed = None
+            actor.every(timer, REPORT_INTERVAL)
 
     def get(self, family: str, **labels):
         """Current value of a series: a float, `(bucket_counts, sum, count)`, or None."""
@@ -218,8 +219,7 @@ class MetricsBuffer:
         """(Re)start ACTOR's report timer TIMER (`every`) at REPORT_INTERVAL, e.g. on start or
         for a new exporter; its next report carries everything."""
         self._dirty = True
-        self._on_change = None
-        self._slow = False
+        self._slowed = None
         actor.every(timer, REPORT_INTERVAL)
 
     def tick(self, actor, timer: str = "metrics") -> bool:
@@ -228,15 +228,10 @@ class MetricsBuffer:
         changed it slows to IDLE_REPORT_S, where every tick reports (RSS and CPU), until the
         next change (inc, set, observe, remove) sets it back to REPORT_INTERVAL from then.
         Returns whether a report was sent."""
-        if self._dirty or self._slow:
+        if self._dirty or self._slowed is not None:
             return self.flush(actor, force=True)
-        self._slow = True
+        self._slowed = (actor, timer)
         actor.every(timer, self.IDLE_REPORT_S)
-
-        def speed_up():
-            self._slow = False
-            actor.every(timer, REPORT_INTERVAL)
-        self._on_change = speed_up
         return False
 
 

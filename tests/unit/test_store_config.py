@@ -1,4 +1,6 @@
 """The [store] section: checked where it is read, and handed to the store actor."""
+import re
+
 import pytest
 
 from actors.root import root_children
@@ -24,5 +26,5 @@ def test_record_delay_defaults_and_reaches_the_store():
     ({"TGFLEET_STORE_DEDUP_MAX": "0"}, "store.dedup_max: expected 1 to"),
 ])
 def test_bad_store_settings_are_refused_with_the_key_named(env, message):
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         load_config(None, env=env)
