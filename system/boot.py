@@ -20,6 +20,7 @@ from thespian.actors import ActorSystem
 from system.loopback import bind_loopback
 from system.procguard import MAIN_PID_ENV
 from system import childexit, forkheap, framestack, leanselect, placement
+from system.idle_gc import DEFAULT_YOUNG_AT
 from system.runner import InProcessRunner, install_quiet_receive
 
 BASES = ("inprocess", "processes")
@@ -89,7 +90,7 @@ class FleetSystem:
                  bind_host: str = "127.0.0.1", log_level: int = logging.WARNING,
                  log_file: str | None = None, capabilities: dict | None = None,
                  log_defs: dict | None = None, host: str = "", convention: str = "",
-                 data_dir: str = ""):
+                 data_dir: str = "", idle_gc_young: int = DEFAULT_YOUNG_AT):
         """`host` names this system for placement (`tgfleet.host`); `convention` ('HOST:PORT'
         of a leader's admin) makes it a member of that leader's convention (system/placement.py).
         Both need the processes base."""
@@ -113,7 +114,7 @@ class FleetSystem:
             install_quiet_receive()
             self.asys = ActorSystem("simpleSystemBase", capabilities or {},
                                     logDefs=defs, transientUnique=True)
-            self.runner = InProcessRunner(self.asys)
+            self.runner = InProcessRunner(self.asys, idle_gc_young=idle_gc_young)
         else:
             self.admin_port = admin_port or free_port(bind_host)
             placement.announce_system(self.admin_port, host, data_dir)

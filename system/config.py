@@ -15,7 +15,7 @@ import re
 import tomllib
 from typing import Any
 
-from system import affinity
+from system import affinity, idle_gc
 from system.placement import parse_convention
 
 
@@ -39,6 +39,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         # and, on a member (`tgfleet member`), the leader's admin as "HOST:PORT".
         "host": "",
         "convention": "",
+        # inprocess base: collect young garbage while the runner is idle once this many new
+        # objects wait (system/idle_gc.py); 0 = only CPython's own collections.
+        "idle_gc_young": idle_gc.DEFAULT_YOUNG_AT,
     },
     "control": {
         "port": 19501,                # ctl admin socket (msgpack frames, token-authenticated)
@@ -75,6 +78,7 @@ CHOICES = {
 RANGES = {
     ("store", "record_delay_s"): (0.0, 10.0),   # actors/store.py: background records' wait
     ("store", "dedup_max"): (1, 10_000_000),
+    ("system", "idle_gc_young"): (0, 1_000_000),
 }
 PORT_KEYS = {("system", "admin_port"), ("control", "port"), ("metrics", "port"),
              ("localtg", "port"), ("localtg", "control_port")}

@@ -208,7 +208,8 @@ class Launcher:
         self.fs = FleetSystem(self.base, admin_port=cfg["system"]["admin_port"],
                               bind_host=cfg["system"]["bind_host"],
                               log_defs=log_defs_of(cfg),
-                              host=cfg["system"]["host"], data_dir=cfg["system"]["data_dir"])
+                              host=cfg["system"]["host"], data_dir=cfg["system"]["data_dir"],
+                              idle_gc_young=cfg["system"]["idle_gc_young"])
         self.root = self.fs.create("actors.root.RootSupervisor")
         reply = self.fs.ask(self.root, Start("root", {"config": cfg},
                                              {"launcher_pid": os.getpid()}, "root"), 60,

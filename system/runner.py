@@ -9,6 +9,10 @@ millisecond. A bridge that fires is turned into a `BridgeWake()` told to its act
 While it sleeps, a loop thread may deliver a hot-path update itself (system/inline.py); the
 runner holds the inline driver's lock whenever it drives the base, and that thread wakes it
 when it leaves work behind.
+
+Before it sleeps, the runner collects young garbage if enough is waiting (system/idle_gc.py), so
+that CPython's own collections, which start in whichever thread allocates, seldom land inside a
+message's path.
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ from thespian.system import simpleSystemBase as _simple
 from thespian.system.timing import ExpirationTimer, currentTime
 
 from messages.lifecycle import BridgeWake
-from system import bridge, inline
+from system import bridge, idle_gc, inline
 
 log = logging.getLogger("tgfleet.runner")
 
@@ -110,8 +114,10 @@ def install_quiet_receive() -> None:
 
 
 class InProcessRunner:
-    def __init__(self, asys, max_sleep: float = 1.0):
+    def __init__(self, asys, max_sleep: float = 1.0,
+                 idle_gc_young: int = idle_gc.DEFAULT_YOUNG_AT):
         self.asys = asys
+        self.idle_gc = idle_gc.IdleCollector(idle_gc_young)
         self.base = asys._systemBase
         install_wakeup_fast_path(self.base)
         self.max_sleep = max_sleep
@@ -159,6 +165,9 @@ class InProcessRunner:
                 watch = list(fds) + list(self.extra_fds)
                 wait = self._until_next_timer(min(left, self.max_sleep))
                 drv.runner_wakes_at = time.monotonic() + wait
+            # Outside the hold: a loop thread may deliver inline as soon as it has the
+            # interpreter again, instead of finding the runner "busy" and handing over.
+            self.idle_gc.before_sleep()
             try:
                 ready, _, _ = select.select(watch, [], [], wait)
             except (OSError, ValueError):
@@ -170,4 +179,5 @@ class InProcessRunner:
 
     def close(self) -> None:
         log.info("inline delivery: %s", self.driver.stats)
+        log.info("idle collections: %s", self.idle_gc.stats)
         self.driver.close()

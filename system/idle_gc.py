@@ -1,0 +1,62 @@
+"""Young garbage collections while the in-process runner is idle, not inside a message's path.
+
+Why: CPython starts a young collection when the net count of new container objects passes 700,
+in whichever thread allocated the last one. In an in-process fleet that is nearly always a
+backend's loop thread in the middle of an update, or the runner in the middle of a delivery:
+the collection runs inside some message's path. And it is not small: every Telethon client
+keeps ~100 objects waiting between two updates (its update loop's `wait_for`, a queue getter,
+a timer handle, futures), all young again after each update. With 50 bots at one message a
+second each, a young collection walked ~5,000 of them and took 1-3 ms, about twice a second,
+nearly all on loop threads: one light-load message in 25 carried one (bench/RESULTS.md,
+nineteenth session).
+
+The runner calls `IdleCollector.before_sleep()` each time it is about to sleep in select():
+once `young_at` new objects are waiting it collects the young generation there and then, and
+the middle generation instead when the next young collection would have done that itself. So
+collections mostly happen when the runner has nothing to deliver, and as they run more often
+each walks fewer objects. The interpreter's own thresholds stay as they are: under sustained
+load, when the runner is seldom idle, collections happen as before (`min_interval_s` keeps a
+runner that idles between every two deliveries from collecting more often than that).
+
+On the processes base there is no runner; each actor process collects as CPython does.
+"""
+from __future__ import annotations
+
+import gc
+import time
+
+DEFAULT_YOUNG_AT = 150        # new objects that make an idle moment worth a young collection
+MIN_INTERVAL_S = 0.01
+
+
+class IdleCollector:
+    """Collects young (and, when due, middle) generations at the runner's idle moments."""
+
+    def __init__(self, young_at: int = DEFAULT_YOUNG_AT, min_interval_s: float = MIN_INTERVAL_S):
+        if young_at < 0:
+            raise ValueError(f"young_at must be >= 0 (0 = off), got {young_at}")
+        self.young_at = young_at
+        self.min_interval_s = min_interval_s
+        # CPython collects the middle generation at the first young collection that finds more
+        # than threshold1 young ones since the last middle one: do it here one earlier.
+        self.middle_after = max(1, gc.get_threshold()[1])
+        self._next_ok = 0.0
+        self.stats = {"young": 0, "middle": 0, "seconds": 0.0}
+
+    def before_sleep(self) -> int | None:
+        """Collect if enough is waiting; returns the generation collected, or None."""
+        if not self.young_at or not gc.isenabled():
+            return None
+        young, middle, _old = gc.get_count()
+        if young < self.young_at:
+            return None
+        now = time.monotonic()
+        if now < self._next_ok:
+            return None
+        generation = 1 if middle >= self.middle_after else 0
+        gc.collect(generation)
+        done = time.monotonic()
+        self._next_ok = done + self.min_interval_s
+        self.stats["middle" if generation else "young"] += 1
+        self.stats["seconds"] += done - now
+        return generation
