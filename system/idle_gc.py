@@ -18,6 +18,13 @@ each walks fewer objects. The interpreter's own thresholds stay as they are: und
 load, when the runner is seldom idle, collections happen as before (`min_interval_s` keeps a
 runner that idles between every two deliveries from collecting more often than that).
 
+Full collections: CPython decides on one only inside its own automatic collections, which
+become rare here. Cycles that die in the old generation would then wait for the next one
+indefinitely in a quiet fleet, so once the middle generation has been collected more than
+threshold2 times and no full collection has run for `full_every_s` (10 minutes), the runner
+runs one at an idle moment. It is the longest pause (tens of ms with a large fleet; the
+start-up objects are frozen, system/launcher.py settle_heap), hence so seldom.
+
 On the processes base there is no runner; each actor process collects as CPython does.
 """
 from __future__ import annotations
@@ -27,12 +34,14 @@ import time
 
 DEFAULT_YOUNG_AT = 150        # new objects that make an idle moment worth a young collection
 MIN_INTERVAL_S = 0.01
+FULL_EVERY_S = 600.0
 
 
 class IdleCollector:
     """Collects young (and, when due, middle) generations at the runner's idle moments."""
 
-    def __init__(self, young_at: int = DEFAULT_YOUNG_AT, min_interval_s: float = MIN_INTERVAL_S):
+    def __init__(self, young_at: int = DEFAULT_YOUNG_AT, min_interval_s: float = MIN_INTERVAL_S,
+                 full_every_s: float = FULL_EVERY_S):
         if young_at < 0:
             raise ValueError(f"young_at must be >= 0 (0 = off), got {young_at}")
         self.young_at = young_at
@@ -40,23 +49,49 @@ class IdleCollector:
         # CPython collects the middle generation at the first young collection that finds more
         # than threshold1 young ones since the last middle one: do it here one earlier.
         self.middle_after = max(1, gc.get_threshold()[1])
+        self.old_after = gc.get_threshold()[2]
+        self.full_every_s = full_every_s
         self._next_ok = 0.0
-        self.stats = {"young": 0, "middle": 0, "seconds": 0.0}
+        self._full_seen = self._full_count()
+        self._next_full = time.monotonic() + full_every_s
+        self.stats = {"young": 0, "middle": 0, "full": 0, "seconds": 0.0}
+
+    @staticmethod
+    def _full_count() -> int:
+        return gc.get_stats()[2]["collections"]
+
+    def _full_due(self, old: int, now: float) -> bool:
+        """More than threshold2 middle collections since the last full one, and none (ours or
+        CPython's) for full_every_s."""
+        if old <= self.old_after or now < self._next_full:
+            return False
+        seen = self._full_count()
+        if seen != self._full_seen:          # CPython ran one since we last looked
+            self._full_seen = seen
+            self._next_full = now + self.full_every_s
+            return False
+        return True
 
     def before_sleep(self) -> int | None:
         """Collect if enough is waiting; returns the generation collected, or None."""
         if not self.young_at or not gc.isenabled():
             return None
-        young, middle, _old = gc.get_count()
+        young, middle, old = gc.get_count()
         if young < self.young_at:
             return None
         now = time.monotonic()
         if now < self._next_ok:
             return None
-        generation = 1 if middle >= self.middle_after else 0
+        if self._full_due(old, now):
+            generation = 2
+        else:
+            generation = 1 if middle >= self.middle_after else 0
         gc.collect(generation)
         done = time.monotonic()
         self._next_ok = done + self.min_interval_s
-        self.stats["middle" if generation else "young"] += 1
+        if generation == 2:
+            self._full_seen = self._full_count()
+            self._next_full = done + self.full_every_s
+        self.stats[("young", "middle", "full")[generation]] += 1
         self.stats["seconds"] += done - now
         return generation

@@ -29,7 +29,7 @@ def test_nothing_is_collected_below_the_mark(quiet_gc):
     before = gc.get_count()[0]
     assert collector.before_sleep() is None
     assert gc.get_count()[0] >= before
-    assert collector.stats == {"young": 0, "middle": 0, "seconds": 0.0}
+    assert collector.stats == {"young": 0, "middle": 0, "full": 0, "seconds": 0.0}
     del keep
 
 
@@ -55,6 +55,39 @@ def test_the_middle_generation_is_collected_when_it_falls_due(quiet_gc):
     assert collector.before_sleep() == 1
     assert gc.get_count()[1] == 0
     assert collector.stats["middle"] == 1 and collector.stats["young"] == 0
+    del keep
+
+
+def middle_collections(n):
+    for _ in range(n):
+        gc.collect(1)                               # each middle collection counts one
+
+
+def test_a_full_collection_at_most_every_full_every_s(quiet_gc):
+    collector = IdleCollector(young_at=200, min_interval_s=0, full_every_s=0)
+    middle_collections(collector.old_after + 1)
+    keep = allocate(500)
+    assert collector.before_sleep() == 2
+    assert gc.get_count()[2] == 0 and collector.stats["full"] == 1
+    middle_collections(collector.old_after + 1)
+    more = allocate(500)
+    assert collector.before_sleep() == 2            # full_every_s = 0: due again
+    slow = IdleCollector(young_at=200, min_interval_s=0, full_every_s=3600)
+    middle_collections(slow.old_after + 1)
+    most = allocate(500)
+    assert slow.before_sleep() in (0, 1)            # not before an hour
+    del keep, more, most
+
+
+def test_a_full_collection_cpython_ran_counts(quiet_gc):
+    collector = IdleCollector(young_at=200, min_interval_s=0, full_every_s=0)
+    middle_collections(collector.old_after + 1)
+    gc.collect()                                    # CPython's (or anyone's) full collection
+    middle_collections(collector.old_after + 1)
+    keep = allocate(500)
+    collector.full_every_s = 3600
+    assert collector.before_sleep() in (0, 1)       # it saw that one: the next is an hour away
+    assert collector.stats["full"] == 0
     del keep
 
 
