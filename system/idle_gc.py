@@ -7,7 +7,7 @@ the collection runs inside some message's path. And it is not small: every Telet
 keeps ~100 objects waiting between two updates (its update loop's `wait_for`, a queue getter,
 a timer handle, futures), all young again after each update. With 50 bots at one message a
 second each, a young collection walked ~5,000 of them and took 1-3 ms, about twice a second,
-nearly all on loop threads: one light-load message in 25 carried one (bench/RESULTS.md,
+most on loop threads: about one light-load message in 30 carried one (bench/RESULTS.md,
 nineteenth session).
 
 The runner calls `IdleCollector.before_sleep()` each time it is about to sleep in select():
@@ -38,7 +38,8 @@ FULL_EVERY_S = 600.0
 
 
 class IdleCollector:
-    """Collects young (and, when due, middle) generations at the runner's idle moments."""
+    """Collects the young generation (the middle one when due, seldom everything) at the
+    runner's idle moments."""
 
     def __init__(self, young_at: int = DEFAULT_YOUNG_AT, min_interval_s: float = MIN_INTERVAL_S,
                  full_every_s: float = FULL_EVERY_S):
