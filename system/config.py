@@ -80,6 +80,13 @@ RANGES = {
     ("store", "dedup_max"): (1, 10_000_000),
     ("system", "idle_gc_young"): (0, 1_000_000),
 }
+
+
+def _bound(x) -> str:
+    """A range bound as written: '10' for 10.0, '1000000' for an int ({:g} would say 1e+06)."""
+    return f"{x:g}" if isinstance(x, float) else str(x)
+
+
 PORT_KEYS = {("system", "admin_port"), ("control", "port"), ("metrics", "port"),
              ("localtg", "port"), ("localtg", "control_port")}
 
@@ -178,7 +185,7 @@ def load_config(path: str | None = None, env: dict | None = None) -> dict:
             raise ConfigError(f"{section}.{key}: expected a port 0-65535, got {port}")
     for (section, key), (low, high) in RANGES.items():
         if not low <= cfg[section][key] <= high:
-            raise ConfigError(f"{section}.{key}: expected {low:g} to {high:g}, "
+            raise ConfigError(f"{section}.{key}: expected {_bound(low)} to {_bound(high)}, "
                               f"got {cfg[section][key]!r}")
     try:
         affinity.parse(cfg["system"]["cpu_affinity"])
